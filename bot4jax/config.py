@@ -1,0 +1,165 @@
+"""Typed, frozen configuration trees, loaded from TOML and overridden field by field from the CLI.
+
+Each section is a frozen dataclass; the defaults run offline on the simulator. `from_dict` builds a
+tree from nested dicts (as TOML gives them) and rejects unknown keys and wrong types with a
+ConfigError that names the key, so a typo in a config file never passes silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot4jax.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = ""                 # a market data file; empty: the built-in simulator
+    symbol: str = "SIM/USDT"       # label only for files and the simulator
+    timeframe: str = "1m"
+    repair: bool = False           # drop bad rows (and report them) instead of failing
+    sim_bars: int = 43_200         # simulator length: 30 days of 1m bars
+    sim_seed: int = 7
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    horizon: int = 1               # bars ahead; label = 1 if close[t + horizon] > close[t] else 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: int = 32
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-3
+    epochs: int = 40
+    batch_size: int = 512
+    patience: int = 5              # epochs without validation improvement before stopping
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    test_fraction: float = 0.3     # the last part of the data, never seen in training
+    val_fraction: float = 0.15     # the last part of the training span, for early stopping
+    fee_bps: float = 7.5           # per side, on traded notional
+    slippage_bps: float = 2.5
+    min_edge: float = 0.02         # long when p_up > 0.5 + min_edge, flat otherwise
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    out: str = "experiments/runs"
+    checkpoints: str = "checkpoints"
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    replay: str = ""               # a market data file; empty (and no exchange): the simulator
+    model: str = ""                # a train run directory or checkpoint; empty: newest in the store
+    checkpoints: str = "checkpoints"
+    out: str = "experiments/runs"
+    speed: str = "max"             # "max", or a multiple of real time such as "60"
+    exchange: str = ""             # a ccxt exchange id: paper trading on its live market data
+    symbol: str = "BTC/USDT"
+    timeframe: str = "1m"
+    api_url: str = ""              # override the venue's REST base URL (testnets, local servers)
+    live: bool = False             # send real orders (needs API keys in the environment)
+    repair: bool = False
+    sim_bars: int = 5_000
+    sim_seed: int = 11
+    initial_cash: float = 10_000.0
+    max_position: float = 1.0      # position cap as a fraction of equity
+    fee_bps: float = 7.5
+    slippage_bps: float = 2.5
+    max_bars: int = 0              # stop after this many bars (0: until the data or Ctrl-C ends it)
+    poll_seconds: float = 5.0      # REST polling interval for paper trading
+
+
+def _check_type(key: str, value, hint):
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"config key '{key}': expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls, values: dict, prefix: str = ""):
+    """Build the dataclass `cls` from nested dicts; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
+                          f"known in this section: {sorted(names)}")
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{prefix}{key}' is a section, got {value!r}")
+            kwargs[key] = from_dict(hint, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_type(prefix + key, value, hint)
+    return cls(**kwargs)
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge `overrides` into `base` (both nested dicts); dotted keys address nested fields."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            out[head] = merge(out.get(head, {}), {rest: value})
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(cls, path: str | Path | None = None, overrides: dict | None = None):
+    """Defaults of `cls`, then the TOML file at `path`, then `overrides` (dotted keys from flags)."""
+    values: dict = {}
+    if path:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+    values = merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(cls, values)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(f"cannot write {v!r} to TOML")
+
+
+def dumps(config) -> str:
+    """TOML text of a config tree (scalars at the top, then one table per section)."""
+    def write(d: dict, prefix: str) -> list[str]:
+        lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+        for k, v in d.items():
+            if isinstance(v, dict):
+                lines += ["", f"[{prefix}{k}]"] + write(v, f"{prefix}{k}.")
+        return lines
+    return "\n".join(write(to_dict(config), "")) + "\n"
