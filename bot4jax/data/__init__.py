@@ -1,0 +1,6 @@
+"""Market data: types, validation and file loaders (no JAX imported here)."""
+from bot4jax.data.loaders import load, load_checked
+from bot4jax.data.types import Bars, Book, Repair, Trades, validate
+from bot4jax.errors import DataError
+
+__all__ = ["Bars", "Book", "DataError", "Repair", "Trades", "load", "load_checked", "validate"]

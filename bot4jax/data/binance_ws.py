@@ -19,7 +19,9 @@ the diff that covers the snapshot on a line *before* the snapshot):
 A break in that chain raises DataError: the book after a lost diff is unknown. A diff sets a level's
 quantity absolutely (quantity 0 removes the level), so applying a diff is idempotent.
 
-`replay` is shared with the Binance historical depth CSV reader in `loaders`.
+`depth_rows_book` rebuilds a Book from the rows of Binance's historical depth CSV
+(`symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu`, one row per level;
+`loaders` parses the columns): a row for each snapshot (`snap` rows) and one per later diff message.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-from bot4jax.data.types import Book, Trades
+from bot4jax.data.types import Book, Trades, concat
 from bot4jax.errors import DataError
 
 
@@ -245,3 +247,37 @@ def capture_book(lines: list[str], source: str, levels: int) -> tuple[Book, np.n
         raise DataError(source, f"no depth update after the snapshot (lastUpdateId {lid})",
                         row=snapshot_row, field="lastUpdateId")
     return book, rows
+
+
+def depth_rows_book(source: str, rows: np.ndarray, ts: np.ndarray, first_id: np.ndarray,
+                    last_id: np.ndarray, prev_last_id: np.ndarray, is_bid: np.ndarray, is_snap: np.ndarray,
+                    price: np.ndarray, qty: np.ndarray, levels: int,
+                    field: str = "update_type") -> tuple[Book, np.ndarray]:
+    """Book from Binance historical depth rows (one price level per row, all arrays of shape (n,)).
+
+    Consecutive rows with the same (update type, first/last update id, ts) form one message. A
+    snapshot starts a new book (and gives a Book row at its ts); each later diff message gives one
+    more row. prev_last_id (`pu`) < 0 means the venue gives none. A diff before any snapshot raises.
+    """
+    n = len(ts)
+    change = (is_snap[1:] != is_snap[:-1]) | (first_id[1:] != first_id[:-1]) | \
+        (last_id[1:] != last_id[:-1]) | (ts[1:] != ts[:-1])
+    starts = np.flatnonzero(np.r_[True, change])
+    segments: list[tuple[tuple, list[Diff]]] = []  # ((bids, asks, lid, row, ts), diffs)
+    for a, b in zip(starts.tolist(), np.r_[starts[1:], n].tolist()):
+        levels_ = list(zip(price[a:b].tolist(), qty[a:b].tolist()))
+        bids = [lv for lv, bid in zip(levels_, is_bid[a:b]) if bid]
+        asks = [lv for lv, bid in zip(levels_, is_bid[a:b]) if not bid]
+        if is_snap[a]:
+            segments.append(((bids, asks, int(last_id[a]), int(rows[a]), int(ts[a])), []))
+        elif not segments:
+            raise DataError(source, "depth update ('set' rows) before any snapshot ('snap' rows): a book "
+                            "cannot be rebuilt from diffs alone; load them together with the snapshot "
+                            "they follow", row=int(rows[a]), field=field)
+        else:
+            pu = int(prev_last_id[a])
+            segments[-1][1].append(Diff(int(rows[a]), int(ts[a]), int(first_id[a]), int(last_id[a]),
+                                        pu if pu >= 0 else None, bids, asks))
+    parts = [replay(source, bids, asks, lid, diffs, levels, snapshot_row=row, snapshot_ts=t0)
+             for (bids, asks, lid, row, t0), diffs in segments]
+    return concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -68,7 +68,7 @@ class DownloadResult:
     path: Path
     kind: str             # "bars" or "trades"
     rows_added: int       # rows the stored file gained
-    requests: int         # data requests made (market loading not counted)
+    requests: int         # requests made, market loading and retries included
     retries: int
     first_ts: int | None  # span stored after the download (ms)
     last_ts: int | None
@@ -124,7 +124,8 @@ def parse_time(text: str) -> int:
     try:
         d = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"time {text!r} is not a date like 2024-01-01 or 2024-01-01T12:30, nor ms since 1970") from None
+        raise ConfigError(f"time {text!r} is not a date like 2024-01-01 or 2024-01-01T12:30, "
+                          "nor ms since 1970") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=timezone.utc)
     return int(d.timestamp() * 1000)
@@ -230,14 +231,26 @@ class _Sink:
         self._last = time.monotonic()
 
 
-def _progress(enabled: bool, total_ms: int, desc: str):
-    from tqdm import tqdm
+class _Progress:
+    """A tqdm bar over a time span (ms of market time), labelled with the time reached."""
 
-    return tqdm(total=max(total_ms, 1), disable=not enabled, desc=desc, leave=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+    def __init__(self, enabled: bool, total_ms: int, label: str):
+        from tqdm import tqdm
+
+        self.label = label
+        self.bar = tqdm(total=max(total_ms, 1), disable=not enabled, desc=label, leave=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+    def advance(self, ms: int, reached: int) -> None:
+        self.bar.set_description_str(f"{self.label} {iso(reached)[:16]}", refresh=False)
+        self.bar.update(ms)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def _missing_spans(since: int, end: int, first: int | None, last: int | None, after_last: int) -> list[tuple[int, int]]:
+def _missing_spans(since: int, end: int, first: int | None, last: int | None,
+                   after_last: int) -> list[tuple[int, int]]:
     """Spans of [since, end) not yet stored: before the first stored row, and from `after_last` on."""
     if first is None:
         return [(since, end)] if since < end else []
@@ -258,7 +271,8 @@ def _market(exchange, symbol: str, req: _Requests) -> dict:
         return exchange.market(symbol)
     except ccxt.BadSymbol:
         types = exchange.options.get("fetchMarkets")
-        hint = f" (loaded market types: {', '.join(types['types'])})" if isinstance(types, dict) and "types" in types else ""
+        loaded = types.get("types") if isinstance(types, dict) else None
+        hint = f" (loaded market types: {', '.join(loaded)})" if loaded else ""
         raise DownloadError(f"{exchange.id} has no market {symbol!r}{hint}; symbols look like 'BTC/USDT' "
                             "(spot) or 'BTC/USDT:USDT' (perpetual)") from None
 
@@ -292,24 +306,26 @@ def download_ohlcv(exchange, symbol: str, timeframe: str, since_ms: int, until_m
         tf = timeframe_ms(timeframe)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    req = _Requests(exchange, retry, sleep)
-    _check_rate_limit(exchange)
-    market = _market(exchange, symbol, req)
     if getattr(exchange, "timeframes", None) and timeframe not in exchange.timeframes:
-        raise DownloadError(f"{exchange.id} has no {timeframe!r} candles; it offers {', '.join(exchange.timeframes)}")
-    limit = page_limit or _feature_limit(exchange, market, "fetchOHLCV")
+        raise DownloadError(f"{exchange.id} has no {timeframe!r} candles; "
+                            f"it offers {', '.join(exchange.timeframes)}")
     key = (exchange.id, symbol, "bars", timeframe)
     now = exchange.milliseconds()
     end = now if until_ms is None else min(until_ms, now)
     last = store.last_ts(*key)
     spans = _missing_spans(since_ms, end, store.first_ts(*key), last, (last or 0) + tf)
+    req = _Requests(exchange, retry, sleep)
+    if not spans:  # all stored already: no need to ask the venue anything
+        return DownloadResult(store.path(*key), "bars", 0, 0, 0, store.first_ts(*key), last)
+    _check_rate_limit(exchange)
+    market = _market(exchange, symbol, req)
+    limit = page_limit or _feature_limit(exchange, market, "fetchOHLCV")
     sink = _Sink(store, key, flush_s)
-    bar = _progress(progress, sum(b - a for a, b in spans), f"{exchange.id} {symbol} {timeframe}")
+    bar = _Progress(progress, sum(b - a for a, b in spans), f"{exchange.id} {symbol} {timeframe}")
     try:
         for start, stop in spans:
             cursor = start
             while cursor < stop:
-                bar.set_postfix_str(iso(cursor)[:16], refresh=False)
                 page = req(f"fetch_ohlcv {symbol} {timeframe} since {iso(cursor)}", exchange.fetch_ohlcv,
                            symbol, timeframe, since=cursor, limit=limit)
                 rows = [r for r in page if cursor <= r[0] < stop]
@@ -319,7 +335,7 @@ def download_ohlcv(exchange, symbol: str, timeframe: str, since_ms: int, until_m
                 closed = [r for r in rows if r[0] + tf <= now]
                 sink.add(_bars(closed, f"{exchange.id} {symbol} {timeframe} candles from {iso(cursor)}", repair))
                 nxt = int(rows[-1][0]) + tf
-                bar.update(min(nxt, stop) - cursor)
+                bar.advance(min(nxt, stop) - cursor, nxt)
                 cursor = nxt
                 if len(closed) < len(rows):
                     break  # reached the candle that is still open
@@ -356,9 +372,6 @@ def download_trades(exchange, symbol: str, since_ms: int, until_ms: int | None =
         raise ConfigError(f"pagination {pagination!r} is not one of auto, id, time")
     if pagination == "id" and not _pages_by_id(exchange):
         raise ConfigError(f"{exchange.id}: trade pages by id are supported for Binance only; use 'time'")
-    req = _Requests(exchange, retry, sleep)
-    _check_rate_limit(exchange)
-    _market(exchange, symbol, req)
     by_id = pagination == "id" or (pagination == "auto" and _pages_by_id(exchange))
     limit = page_limit or (1000 if by_id else None)
     key = (exchange.id, symbol, "trades", TRADES_TIMEFRAME)
@@ -368,8 +381,13 @@ def download_trades(exchange, symbol: str, since_ms: int, until_ms: int | None =
     last_ts = None if last is None else last["ts"]
     # Trades can share a millisecond: resume at the last stored one; the store drops what it already has.
     spans = _missing_spans(since_ms, end, store.first_ts(*key), last_ts, last_ts or 0)
+    req = _Requests(exchange, retry, sleep)
+    if not spans:
+        return DownloadResult(store.path(*key), "trades", 0, 0, 0, store.first_ts(*key), last_ts)
+    _check_rate_limit(exchange)
+    _market(exchange, symbol, req)
     sink = _Sink(store, key, flush_s)
-    bar = _progress(progress, sum(b - a for a, b in spans), f"{exchange.id} {symbol} trades")
+    bar = _Progress(progress, sum(b - a for a, b in spans), f"{exchange.id} {symbol} trades")
     try:
         for start, stop in spans:
             # Resuming after the last stored trade: Binance continues from the next id.
@@ -380,10 +398,11 @@ def download_trades(exchange, symbol: str, since_ms: int, until_ms: int | None =
             for page in pages:
                 rows = [t for t in page if start <= t["timestamp"] < stop]
                 if rows:
-                    sink.add(_trades(rows, f"{exchange.id} {symbol} trades from {iso(rows[0]['timestamp'])}", repair))
-                    bar.update(min(rows[-1]["timestamp"], stop) - done)
-                    done = min(rows[-1]["timestamp"], stop)
-                    bar.set_postfix_str(iso(done)[:16], refresh=False)
+                    source = f"{exchange.id} {symbol} trades from {iso(rows[0]['timestamp'])}"
+                    sink.add(_trades(rows, source, repair))
+                    reached = min(rows[-1]["timestamp"], stop)
+                    bar.advance(reached - done, reached)
+                    done = reached
                 if len(rows) < len(page) and page[-1]["timestamp"] >= stop:
                     break
     finally:

@@ -53,8 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bot4jax.data.binance_ws import Diff, capture_book, capture_trades, replay
-from bot4jax.data.types import Bars, Book, Repair, Trades, concat, take, validate
+from bot4jax.data.binance_ws import capture_book, capture_trades, depth_rows_book
+from bot4jax.data.types import Bars, Book, Repair, Trades, take, validate
 from bot4jax.errors import ConfigError, DataError
 
 log = logging.getLogger("bot4jax.data")
@@ -189,6 +189,15 @@ class _Problem:
     reason: str
     rows: np.ndarray
     shown: list
+    key: str | None = None  # reason key in the Repair; default "<field> <reason>"
+
+
+def _width_problems(bad: list[tuple[int, int]], names, width: int) -> list[_Problem]:
+    """One problem per row (row, fields found) whose field count differs from the header's."""
+    return [_Problem(names[found] if 0 <= found < width else None, "wrong number of fields",
+                     np.array([row]), [f"{found} fields, expected {width}" if found >= 0 else "not a list"],
+                     key="row wrong number of fields")
+            for row, found in bad]
 
 
 class _Table:
@@ -228,18 +237,29 @@ def _csv_table(raw: bytes, source: str, _fmt) -> _Table:
     if all(_is_number(h) for h in names if h):
         raise DataError(source, "the first line holds numbers, not column names: a CSV needs a header "
                         "such as ts,open,high,low,close,volume", row=1)
-    width, rows, nums, bad_rows, shown = len(names), [], [], [], []
-    for r in reader:
-        if len(r) == width:
-            rows.append(r)
-            nums.append(reader.line_num - header_line)
-        elif r and not (len(r) == 1 and not r[0].strip()):  # blank lines are skipped
-            bad_rows.append(reader.line_num - header_line)
-            shown.append(f"{len(r)} fields, the header has {width}")
-    if not rows and not bad_rows:
+    body = list(reader)
+    lines_after_header = text.count("\n") + (not text.endswith("\n")) - header_line
+    if len(body) == lines_after_header:  # one line per record: row i is line i after the header
+        nums = np.arange(1, len(body) + 1)
+    else:  # quoted line breaks or bare \r line ends: read again, asking the reader for line numbers
+        reader = csv.reader(io.StringIO(text), delimiter=delim)
+        for _ in range(start + 1):
+            next(reader)
+        nums = np.array([reader.line_num - header_line for _ in reader], np.int64)
+    width = len(names)
+    widths = np.fromiter(map(len, body), np.int64, len(body))
+    odd = np.flatnonzero(widths != width)
+    blank = [i for i in odd if widths[i] == 0 or widths[i] == 1 and not body[i][0].strip()]
+    bad = [(int(nums[i]), int(widths[i])) for i in np.setdiff1d(odd, blank)]
+    rows = body
+    if len(odd):
+        keep = np.ones(len(body), bool)
+        keep[odd] = False
+        rows, nums = [r for r, k in zip(body, keep) if k], nums[keep]
+    if not rows and not bad:
         raise DataError(source, "no data rows after the header")
-    problems = [_Problem(None, "wrong number of fields", np.array(bad_rows), shown)] if bad_rows else []
-    return _Table(names, lambda j: np.array([r[j] for r in rows], dtype=str), len(rows), nums, problems)
+    return _Table(names, lambda j: _object_array([r[j] for r in rows]), len(rows), nums,
+                  _width_problems(bad, names, width))
 
 
 def _json_table(raw: bytes, source: str, _fmt) -> _Table:
@@ -302,9 +322,8 @@ def _rows_table(doc, source: str, names) -> _Table:
     bad = [i for i, r in enumerate(doc) if type(r) is not list or len(r) != width]
     problems, rows, nums = [], doc, None
     if bad:
-        shown = [f"{len(doc[i])} fields, expected {width}" if isinstance(doc[i], list)
-                 else f"not a list: {doc[i]!r:.40}" for i in bad]
-        problems.append(_Problem(None, "wrong number of fields", np.array(bad) + 1, shown))
+        problems = _width_problems([(i + 1, len(doc[i]) if isinstance(doc[i], list) else -1) for i in bad],
+                                   names, width)
         keep = np.ones(len(doc), bool)
         keep[bad] = False
         rows = [r for r, k in zip(doc, keep) if k]
@@ -392,8 +411,9 @@ def _to_float(values: np.ndarray):
         return values.astype(np.float64), None, ""
     if values.dtype.kind != "b":
         try:
-            if values.dtype.kind != "O" or not any(v is None or isinstance(v, bool) for v in values):
-                return values.astype(np.float64), None, ""
+            out = values.astype(np.float64)  # parses strings; None would become NaN, bools 1.0
+            if values.dtype.kind != "O" or set(map(type, values.tolist())) <= {str, int, float}:
+                return out, None, ""
         except (TypeError, ValueError):
             pass
     out, bad = np.full(len(values), np.nan), np.zeros(len(values), bool)
@@ -448,19 +468,19 @@ def _to_ms(values: np.ndarray, exact_ms: bool = False):
                 pass
         if types <= {int, float}:
             return _to_ms(np.array(vals, np.float64))
-        values = np.array(["" if v is None else str(v) for v in vals], dtype=str)
+        if not types <= {str}:
+            values = _object_array(["" if v is None else str(v) for v in vals])
     if k == "b":
         return np.zeros(len(values), np.int64), np.ones(len(values), bool), "not a time"
-    s = np.char.strip(values.astype(str))
-    first = next((v for v in s if v), "")
-    if not _is_number(first):
-        return _dates(s)
-    try:
-        return _to_ms(s.astype(np.int64), exact_ms)
-    except (ValueError, OverflowError):
-        x, bad, _ = _to_float(s)
-        out, bad2 = _ms_from_float(x)
-        return out, bad2 if bad is None else bad | bad2, "not a number"
+    try:  # strings of integers: exact, even for nanoseconds
+        return _to_ms(values.astype(np.int64), exact_ms)
+    except (ValueError, OverflowError, TypeError):
+        pass
+    x, bad, _ = _to_float(values)
+    if bad is not None and 2 * bad.sum() > len(values):  # mostly not numbers: a column of dates
+        return _dates(np.char.strip(values.astype(str)))
+    out, bad2 = _ms_from_float(x)
+    return out, bad2 if bad is None else bad | bad2, "not a number"
 
 
 def _dates(s: np.ndarray):
@@ -580,8 +600,8 @@ class _Converter:
         if not candidates:
             raise DataError(self.source, "missing a time column (ts, timestamp, unix, time, open_time, "
                             f"datetime or date); the file has columns {self.t.names}", field="ts")
-        numeric = [j for j in candidates if _looks_numeric(self.t.get(j))]
-        return self((numeric or candidates)[0], _to_ms, self.t.exact_ms)
+        j = next((j for j in candidates if _looks_numeric(self.t.get(j))), candidates[0])
+        return self(j, _to_ms, self.t.exact_ms)
 
     def parsed(self, data) -> _Parsed:
         return _Parsed(data, self.t.rows, self.problems, self.bad,
@@ -589,20 +609,22 @@ class _Converter:
 
 
 def _looks_numeric(values: np.ndarray) -> bool:
+    """Mostly numbers (or datetimes): a time column of epoch numbers, not of date strings."""
     if values.dtype.kind in "iufM":
         return True
-    first = next((v for v in values.tolist() if v is not None and str(v).strip()), None)
-    return first is not None and not isinstance(first, bool) and _is_number(first)
+    _, bad, _ = _to_float(values)
+    return bad is None or 2 * bad.sum() <= len(values)
 
 
 def _guess_kind(t: _Table, source: str) -> str:
     if t.kind:
         return t.kind
-    if all(t.find(a) is not None for a in (_OPEN, _HIGH, _LOW, _CLOSE)):
+    # Decided on part of the columns, so that a missing one is then named in the error.
+    if sum(t.find(a) is not None for a in (_OPEN, _HIGH, _LOW, _CLOSE)) >= 2:
         return "bars"
-    if t.find(_PRICE) is not None and t.find(_AMOUNT) is not None:
+    if t.find(_PRICE) is not None:
         return "trades"
-    if all(name in t.index for name in _BOOK):
+    if any(name in t.index for name in _BOOK):
         return "book"
     raise DataError(source, "cannot tell what this file holds: bars need columns time, open, high, "
                     "low, close, volume; trades need time, price, amount and side; the file has "
@@ -672,39 +694,19 @@ def _depth_book(t: _Table, source: str, kind: str | None, levels: int) -> _Parse
                                        values[bad].tolist()))
     if c.problems:  # never repaired: a dropped level would corrupt every later book row
         raise _first_problem(c.problems, source, hint="")
-    rows = t.rows
-    starts = np.flatnonzero(np.r_[True, (utype[1:] != utype[:-1]) | (fu[1:] != fu[:-1]) |
-                                  (lu[1:] != lu[:-1]) | (ts[1:] != ts[:-1])])
-    ends = np.r_[starts[1:], t.n]
-    segments: list[list] = []  # [snapshot (bids, asks, lid, row, ts), [Diff, ...]]
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        is_bid = side[a:b] == "b"
-        levels_ = list(zip(price[a:b].tolist(), qty[a:b].tolist()))
-        bids = [lv for lv, bid in zip(levels_, is_bid) if bid]
-        asks = [lv for lv, bid in zip(levels_, is_bid) if not bid]
-        if utype[a] == "snap":
-            segments.append([(bids, asks, int(lu[a]), int(rows[a]), int(ts[a])), []])
-        elif not segments:
-            raise DataError(source, "depth update ('set' rows) before any snapshot ('snap' rows): a book "
-                            "cannot be rebuilt from diffs alone; load them together with the snapshot "
-                            "they follow", row=int(rows[a]), field=t.names[t.index["update_type"]])
-        else:
-            segments[-1][1].append(Diff(int(rows[a]), int(ts[a]), int(fu[a]), int(lu[a]),
-                                        int(pu[a]) if pu[a] >= 0 else None, bids, asks))
-    parts = [replay(source, bids, asks, lid, diffs, levels, snapshot_row=row, snapshot_ts=t0)
-             for (bids, asks, lid, row, t0), diffs in segments]
-    book = concat([p[0] for p in parts])
-    return _Parsed(book, np.concatenate([p[1] for p in parts]), [], np.zeros(len(book), bool), len(book))
+    book, rows = depth_rows_book(source, t.rows, ts, fu, lu, pu, side == "b", utype == "snap", price, qty,
+                                 levels, field=t.names[t.index["update_type"]])
+    return _Parsed(book, rows, [], np.zeros(len(book), bool), len(book))
 
 
 def _to_int(values: np.ndarray):
     if values.dtype.kind in "iu":
         return values.astype(np.int64), None, ""
-    ids = _to_ids(values)
-    if ids is not None:
-        return ids, ids < 0, "missing value"
-    out = np.full(len(values), -1, np.int64)
-    bad = np.zeros(len(values), bool)
+    try:
+        return np.char.strip(values.astype(str)).astype(np.int64), None, ""
+    except (ValueError, OverflowError):
+        pass
+    out, bad = np.full(len(values), -1, np.int64), np.zeros(len(values), bool)
     for i, v in enumerate(values.tolist()):
         try:
             out[i] = int(v)
@@ -749,7 +751,7 @@ def _finish(p: _Parsed, source: str, repair: bool):
         if not repair:
             raise _first_problem(p.problems, source)
         for q in p.problems:
-            key = f"{q.field or 'row'} {q.reason}"
+            key = q.key or f"{q.field or 'row'} {q.reason}"
             reasons[key] = reasons.get(key, 0) + len(q.rows)
         dropped = len(np.unique(np.concatenate([q.rows for q in p.problems])))
         data, rows = take(data, ~p.bad), rows[~p.bad]

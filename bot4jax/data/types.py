@@ -151,11 +151,13 @@ def _row_problems(data: MarketData) -> list[tuple[str, str, np.ndarray]]:
             positive(name, getattr(data, name))
         checks.append(("volume", "not a finite number", ~np.isfinite(data.volume)))
         checks.append(("volume", "negative volume", data.volume < 0))
-        checks.append(("high", "high is below low", data.high < data.low))
+        # OHLC consistency only among finite prices: an inf is reported once, as not finite
+        finite = np.isfinite(np.stack([data.open, data.high, data.low, data.close])).all(axis=0)
+        checks.append(("high", "high is below low", finite & (data.high < data.low)))
         hi_oc = np.maximum(data.open, data.close)
         lo_oc = np.minimum(data.open, data.close)
-        checks.append(("high", "high is below open or close", data.high < hi_oc))
-        checks.append(("low", "low is above open or close", data.low > lo_oc))
+        checks.append(("high", "high is below open or close", finite & (data.high < hi_oc)))
+        checks.append(("low", "low is above open or close", finite & (data.low > lo_oc)))
     elif isinstance(data, Trades):
         positive("price", data.price)
         checks.append(("amount", "not a finite number", ~np.isfinite(data.amount)))
@@ -173,22 +175,23 @@ def _row_problems(data: MarketData) -> list[tuple[str, str, np.ndarray]]:
     return checks
 
 
-def _time_problems(ts: np.ndarray, strict: bool) -> np.ndarray:
-    """Mask of rows whose timestamp does not advance past the last good one (kept rows only)."""
+def _time_problems(ts: np.ndarray, strict: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(bad, duplicate) masks: rows that do not advance past the last good timestamp.
+
+    The last good timestamp before row i is max(ts[:i]): a bad row never exceeds it, so dropping
+    bad rows leaves the running maximum unchanged. `duplicate` marks rows equal to it (bad only when
+    `strict`); the other bad rows go back in time.
+    """
     bad = np.zeros(len(ts), bool)
+    same = np.zeros(len(ts), bool)
     if len(ts) < 2:
-        return bad
-    d = np.diff(ts)
-    if strict and np.all(d > 0) or not strict and np.all(d >= 0):
-        return bad
-    # Slow path only for bad files: a row is bad if it does not advance past the running maximum.
-    last = ts[0]
-    for i in range(1, len(ts)):
-        if ts[i] < last or (strict and ts[i] == last):
-            bad[i] = True
-        else:
-            last = ts[i]
-    return bad
+        return bad, same
+    last_good = np.maximum.accumulate(ts)[:-1]
+    same[1:] = ts[1:] == last_good
+    bad[1:] = ts[1:] < last_good
+    if strict:
+        bad |= same
+    return bad, same & bad
 
 
 def validate(data: MarketData, source: str = "<memory>", repair: bool = False,
@@ -209,25 +212,28 @@ def validate(data: MarketData, source: str = "<memory>", repair: bool = False,
         bad_any |= mask
     strict = not isinstance(data, Trades)
     order_bad = np.zeros(n, bool)
+    dup = np.zeros(n, bool)
     if n:
         keep_idx = np.flatnonzero(~bad_any)
-        order_bad[keep_idx[_time_problems(data.ts[keep_idx], strict)]] = True
+        bad_t, dup_t = _time_problems(data.ts[keep_idx], strict)
+        order_bad[keep_idx[bad_t]] = True
+        dup[keep_idx[dup_t]] = True
     if not repair:
-        first = None
+        first = None  # (index, field, message, show the value)
         for fname, msg, mask in problems:
             hit = np.flatnonzero(mask)
             if hit.size and (first is None or hit[0] < first[0]):
-                first = (hit[0], fname, msg)
+                first = (hit[0], fname, msg, True)
         hit = np.flatnonzero(order_bad)
         if hit.size and (first is None or hit[0] < first[0]):
             i = hit[0]
-            prev = data.ts[:i][~bad_any[:i]][-1]
-            kind = "duplicate timestamp" if data.ts[i] == prev else "timestamp goes back in time"
-            first = (i, "ts", f"{kind} ({data.ts[i]} after {prev})")
+            prev = data.ts[:i][~bad_any[:i]].max()
+            kind = "duplicate timestamp" if dup[i] else "timestamp goes back in time"
+            first = (i, "ts", f"{kind} ({data.ts[i]} after {prev})", False)
         if first is not None:
-            i, fname, msg = first
+            i, fname, msg, show = first
             value = getattr(data, fname)[i]
-            shown = "" if np.ndim(value) else f" (value {value.item()!r})"
+            shown = f" (value {value.item()!r})" if show and not np.ndim(value) else ""
             raise DataError(source, f"{msg}{shown}; pass repair=True (--repair) to drop bad rows",
                             row=int(rows[i]), field=fname)
         return data, Repair(source, n)
@@ -236,12 +242,8 @@ def validate(data: MarketData, source: str = "<memory>", repair: bool = False,
         c = int(mask.sum())
         if c:
             reasons[f"{fname} {msg}"] = reasons.get(f"{fname} {msg}", 0) + c
-    dup = order_bad.copy()
-    if n and dup.any():
-        same = np.zeros(n, bool)
-        keep_idx = np.flatnonzero(~bad_any)
-        same[keep_idx[1:]] = np.diff(data.ts[keep_idx]) == 0
-        n_dup = int((order_bad & same).sum())
+    if order_bad.any():
+        n_dup = int(dup.sum())
         if n_dup:
             reasons["ts duplicate timestamp"] = n_dup
         if int(order_bad.sum()) - n_dup:

@@ -64,7 +64,7 @@ def replay(feed: BarFeed, engine: DecisionEngine, exchange: SimulatedExchange, c
                 time.sleep(max(0.0, (ts - prev_ts) / 1000.0 / speed))
             prev_ts = ts
             for fill in exchange.on_price(ts, o):
-                log.info("fill: order %d %s %.8f @ %.8f, fee %.6f", fill.order_id,
+                log.debug("fill: order %d %s %.8f @ %.8f, fee %.6f", fill.order_id,
                          "buy" if fill.side > 0 else "sell", fill.amount, fill.price, fill.fee)
             t0 = time.perf_counter_ns()
             p_up = engine.on_bar(c, h, l, v)
@@ -109,6 +109,7 @@ def summarize(result: dict, exchange: SimulatedExchange, config: LiveConfig, tim
         "decisions": result["decisions"],
         "orders": len(exchange.orders),
         "fills": len(exchange.fills),
+        "open_orders": len(exchange.pending),  # submitted on the last bar, no later price to fill at
         "rejected_orders": exchange.rejected,
         "initial_equity": config.initial_cash,
         "final_equity": float(eq[-1]) if eq.size else config.initial_cash,

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -47,8 +48,8 @@ def make_klines(start_ms: int, n: int, interval_ms: int, seed: int = 0, price: f
     close = np.round(price * np.exp(np.cumsum(rng.normal(0.0, 1e-3, n))), 2)
     open_ = np.round(np.concatenate([[price], close[:-1]]), 2)
     wick = np.round(np.abs(rng.normal(0.0, 5.0, (2, n))), 2)
-    high = np.maximum(open_, close) + wick[0]
-    low = np.maximum(np.minimum(open_, close) - wick[1], 0.01)
+    high = np.round(np.maximum(open_, close) + wick[0], 2)
+    low = np.round(np.maximum(np.minimum(open_, close) - wick[1], 0.01), 2)
     volume = np.round(rng.gamma(2.0, 3.0, n), 5)
     ts = start_ms + interval_ms * np.arange(n, dtype=np.int64)
     return np.column_stack([ts, open_, high, low, close, volume])
@@ -80,7 +81,7 @@ def make_agg_trades(start_ms: int, n: int, seed: int = 0, mean_gap_ms: float = 2
             gaps[s + 1:s + burst_size] = 0
     ts = start_ms + np.cumsum(gaps)
     price = np.round(40_000.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-4, n))), 2)
-    qty = np.round(rng.gamma(1.5, 0.02, n), 5) + 0.00001
+    qty = np.round(rng.gamma(1.5, 0.02, n) + 0.00001, 5)
     return AggTrades(ts, price, qty, rng.random(n) < 0.5, first_id)
 
 
@@ -120,9 +121,14 @@ class Fault:
         return Fault(429, None if retry_after is None else str(retry_after), body)
 
     @staticmethod
+    def error(status: int, code: int, msg: str) -> "Fault":
+        """A Binance error answer, e.g. error(400, -1121, "Invalid symbol.")."""
+        return Fault(status, None, json.dumps({"code": code, "msg": msg}))
+
+    @staticmethod
     def server_error(status: int = 502, retry_after: int | None = None) -> "Fault":
         return Fault(status, None if retry_after is None else str(retry_after),
-                     f"<html><body><h1>{status} Bad Gateway</h1></body></html>")
+                     f"<html><body><h1>{status} {HTTPStatus(status).phrase}</h1></body></html>")
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,8 @@ class BinanceRestServer:
         handler = type("Handler", (_Handler,), {"venue": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-binance", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="fake-binance", daemon=True)
         self._thread.start()
         return self
 

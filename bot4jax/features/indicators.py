@@ -1,0 +1,252 @@
+"""Technical indicators in batch (JAX, float64): SMA, EMA, RSI, MACD, Bollinger bands.
+
+Every function takes prices `x` of shape (n,) or (m, n) (one series per row, time along the last
+axis; NumPy or JAX, any real dtype) and returns float64 JAX arrays of the same shape. Window
+parameters are static (a new value compiles once); `k` of `bollinger` is traced.
+
+Conventions (each equals a pandas expression, the reference the tests hold us to):
+
+    sma(x, w)          x.rolling(w).mean()
+    ema(x, s)          x.ewm(span=s, adjust=False, min_periods=s).mean()
+    rsi(x, p)          Wilder: ewm(alpha=1/p, adjust=False, min_periods=p) of the gains and losses of
+                       x.diff(), then 100 * avg_gain / (avg_gain + avg_loss)
+    macd(x, f, s, g)   ema_f(x) - ema_s(x) and its ewm(span=g, adjust=False, min_periods=g)
+    bollinger(x, w, k) rolling mean +/- k * rolling std with ddof=0
+
+Warm-up outputs are NaN, never zeros. NaN prices (the data layer rejects them, so this is only a
+documented edge): the windowed indicators (sma, bollinger) are NaN exactly for the windows that
+contain a NaN, as in pandas; the recursive ones (ema, rsi, macd) are NaN from the NaN's index on,
+where pandas would skip it. The streaming kernels in `bot4jax.kernels.indicators_nb` do the same.
+Other non-finite prices (+-inf) are outside the contract.
+
+How it is computed (CPU speed and float64 accuracy at once):
+- EMA-type recursions y[t] = d*y[t-1] + a*u[t] run in blocks of 16 samples: one small matmul with
+  the decay matrix gives every block's local response, the block-end states follow from the same
+  recursion one level up (16x shorter, recursively), and each block is re-run with its incoming
+  state folded into its first input. No powers of d beyond d**16 and no long sums appear, so the
+  error stays at a few ulps however long the series (a sequential `lax.scan` is ~10x slower on
+  CPU; an associative scan over the whole series is slower and multiplies long chains of d).
+- Rolling sums are taken per window, never as differences of running sums (those lose ~1e-5 on
+  Bollinger bands of prices near 30,000 over 10**6 samples). The variance is summed around the
+  window's own last price, which lies inside the window, so the cancellation in
+  E[(x-c)^2] - E[x-c]^2 is bounded by the window length rather than by the price level, and a flat
+  window gives exactly 0. Cost is O(window) per sample in one fused pass.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from bot4jax.jaxcfg import jax, jnp
+
+_BLOCK = 16          # block length of the blocked recursion (measured best of 8/16/32 on CPU)
+_UNROLL = 32         # window offsets summed per fused pass in the rolling moments
+
+
+def _series(x) -> jax.Array:
+    x = jnp.asarray(x, dtype=jnp.float64)
+    if x.ndim not in (1, 2):
+        raise ValueError(
+            f"prices must have shape (n,) or (m, n) with time along the last axis; got shape {x.shape}"
+        )
+    return x
+
+
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _warmup(y: jax.Array, count: int) -> jax.Array:
+    """NaN at the first `count` positions of the last axis."""
+    return jnp.where(jnp.arange(y.shape[-1]) < count, jnp.nan, y)
+
+
+def _decay_matrices(d: float, gain: float, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """L[i, j] = gain * d**(i-j) for i >= j else 0 (shape (b, b)), p[j] = d**(j+1) (shape (b,))."""
+    i = np.arange(b)
+    lag = i[:, None] - i[None, :]
+    L = np.where(lag >= 0, gain * np.power(d, np.maximum(lag, 0).astype(np.float64)), 0.0)
+    return L, np.power(d, (i + 1).astype(np.float64))
+
+
+def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
+    """y[..., t] = d * y[..., t-1] + gain * u[..., t] with y[..., -1] = y0.
+
+    u: (..., n) float64; y0: (...,); d, gain: Python floats. Returns (..., n).
+    A NaN in u at t makes y NaN from t on and nowhere before (as the sequential recursion would).
+    """
+    n = u.shape[-1]
+    b = _BLOCK
+    nb = -(-n // b)
+    lead = u.shape[:-1]
+    U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    L, _ = _decay_matrices(d, gain, b)
+    # Block-local final states (zero incoming state); a NaN anywhere in a block makes its end NaN,
+    # which the level above carries into every later block.
+    ends = U @ L[-1]
+    if nb == 1:
+        prev = y0[..., None]
+    else:
+        state = _linear_recurrence(ends, d**b, 1.0, y0)          # state at the end of each block
+        prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
+    col = jnp.arange(b)
+    bad = jnp.isnan(U)
+    first_bad = jnp.min(jnp.where(bad, col, b), axis=-1, keepdims=True)
+    # The incoming state enters as an extra input at the block's first sample: y = d*prev + gain*u0.
+    U2 = jnp.where(bad, 0.0, U) + jnp.where(col == 0, (d / gain) * prev[..., None], 0.0)
+    # NaN inputs were zeroed above because a matmul would spread them to the whole block (0*NaN);
+    # put them back from their own position on.
+    Y = jnp.where(col >= first_bad, jnp.nan, U2 @ L.T)
+    return Y.reshape(*lead, nb * b)[..., :n]
+
+
+def _ema_line(x: jax.Array, span: int) -> jax.Array:
+    """Adjust=False EMA seeded at x[..., 0], no warm-up mask."""
+    alpha = 2.0 / (span + 1.0)
+    return _linear_recurrence(x, 1.0 - alpha, alpha, x[..., 0])
+
+
+def _window_moments(x: jax.Array, window: int) -> tuple[jax.Array, jax.Array]:
+    """s1[t] = sum_{i=1}^{w-1} (x[t-i] - x[t]), s2[t] = sum_{i=1}^{w-1} (x[t-i] - x[t])**2.
+
+    Positions before 0 read as 0 (those outputs are warm-up). Offsets are summed _UNROLL at a time
+    in one fused pass each, so a window of 20 is a single pass over the data.
+    """
+    n = x.shape[-1]
+    pad = [(0, 0)] * (x.ndim - 1)
+    xp = jnp.pad(x, pad + [(window - 1, 0)])
+    s1 = jnp.zeros_like(x)
+    s2 = jnp.zeros_like(x)
+    offsets = list(range(1, window))
+    for lo in range(0, len(offsets), _UNROLL):
+        for i in offsets[lo:lo + _UNROLL]:
+            y = xp[..., window - 1 - i:window - 1 - i + n] - x
+            s1 = s1 + y
+            s2 = s2 + y * y
+        if lo + _UNROLL < len(offsets):
+            # Materialise between chunks so a long window is a few passes, not one huge fusion.
+            s1, s2 = jax.lax.optimization_barrier((s1, s2))
+    return s1, s2
+
+
+@partial(jax.jit, static_argnames=("window",))
+def sma(x, window: int) -> jax.Array:
+    """Simple moving average: mean of the last `window` prices.
+
+    sma[t] = (1/w) * sum_{i=0}^{w-1} x[t-i];  NaN for t < w-1 (pandas `rolling(w).mean()`).
+    Each window is summed on its own (`lax.reduce_window`), so no error accumulates along the
+    series. Shapes: (n,) -> (n,), (m, n) -> (m, n).
+    """
+    window = _check_int("window", window)
+    x = _series(x)
+    dims = (1,) * (x.ndim - 1) + (window,)
+    pad = [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)]
+    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, (1,) * x.ndim, pad)
+    return _warmup(s / window, window - 1)
+
+
+@partial(jax.jit, static_argnames=("span",))
+def ema(x, span: int) -> jax.Array:
+    """Exponential moving average, pandas `ewm(span=span, adjust=False, min_periods=span).mean()`.
+
+    alpha = 2/(span+1);  y[0] = x[0];  y[t] = (1-alpha)*y[t-1] + alpha*x[t];
+    NaN for t < span-1. Shapes: (n,) -> (n,), (m, n) -> (m, n).
+    """
+    span = _check_int("span", span)
+    x = _series(x)
+    if x.shape[-1] == 0:
+        return x
+    return _warmup(_ema_line(x, span), span - 1)
+
+
+@partial(jax.jit, static_argnames=("period",))
+def rsi(x, period: int = 14) -> jax.Array:
+    """Wilder's relative strength index in [0, 100].
+
+    gain[t] = max(x[t]-x[t-1], 0), loss[t] = max(x[t-1]-x[t], 0) for t >= 1;
+    avg[1] = value[1], avg[t] = (1-alpha)*avg[t-1] + alpha*value[t] with alpha = 1/period —
+    Wilder's smoothing seeded at the first change, i.e. pandas
+    `ewm(alpha=1/period, adjust=False, min_periods=period).mean()` on `diff().clip(lower=0)` and
+    `(-diff()).clip(lower=0)` (not Wilder's original seed, the SMA of the first `period` changes).
+    rsi[t] = 100 * avg_gain / (avg_gain + avg_loss)  (= 100 - 100/(1 + RS)); 100 when avg_loss = 0
+    and avg_gain > 0; 50 when both are 0 (a flat series; pandas gives NaN there).
+    NaN for t < period (the first `period` changes make the first value).
+    Shapes: (n,) -> (n,), (m, n) -> (m, n).
+    """
+    period = _check_int("period", period)
+    x = _series(x)
+    n = x.shape[-1]
+    if n < 2:
+        return jnp.full_like(x, jnp.nan)
+    # delta[t] = x[t] - x[t-1]; index 0 repeats the first change so the recursion seeded at it
+    # reproduces avg[1] = value[1] (index 0 itself is warm-up).
+    x_prev = jnp.concatenate([x[..., :1], x[..., :-1]], axis=-1)
+    delta = jnp.where(jnp.arange(n) == 0, x[..., 1:2] - x[..., :1], x - x_prev)
+    gain = jnp.maximum(delta, 0.0)     # jnp.maximum propagates NaN
+    loss = jnp.maximum(-delta, 0.0)
+    alpha = 1.0 / period
+    # Two 1-D recursions rather than one on a stacked (2, n) array: XLA then fuses the diff into
+    # each recursion's first pass instead of materialising the stack (measured ~2x faster).
+    gain = _linear_recurrence(gain, 1.0 - alpha, alpha, gain[..., 0])
+    loss = _linear_recurrence(loss, 1.0 - alpha, alpha, loss[..., 0])
+    total = gain + loss
+    value = jnp.where(total == 0.0, 50.0, 100.0 * gain / jnp.where(total == 0.0, 1.0, total))
+    return _warmup(value, period)
+
+
+@partial(jax.jit, static_argnames=("fast", "slow", "signal"))
+def macd(x, fast: int = 12, slow: int = 26, signal: int = 9):
+    """Moving average convergence/divergence -> (macd, signal, histogram), each shaped like x.
+
+    macd = EMA_fast(x) - EMA_slow(x), both adjust=False EMAs seeded at x[0] (warm-up runs through);
+    NaN for t < t0 = max(fast, slow) - 1.
+    signal = adjust=False EMA (span `signal`) of the macd line, seeded at macd[t0];
+    NaN for t < t0 + signal - 1. histogram = macd - signal (NaN where signal is).
+    pandas: `m = ewm(span=fast, adjust=False, min_periods=fast).mean() - ewm(span=slow, ...).mean()`,
+    `s = m.ewm(span=signal, adjust=False, min_periods=signal).mean()`, `h = m - s`.
+    """
+    fast = _check_int("fast", fast)
+    slow = _check_int("slow", slow)
+    signal = _check_int("signal", signal)
+    x = _series(x)
+    n = x.shape[-1]
+    t0 = max(fast, slow) - 1
+    if n <= t0:
+        nan = jnp.full_like(x, jnp.nan)
+        return nan, nan, nan
+    line = _ema_line(x, fast) - _ema_line(x, slow)
+    # Before t0 the signal recursion is fed macd[t0] (a fixed point of the recursion), so it starts
+    # exactly at macd[t0] there.
+    seeded = jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line)
+    alpha = 2.0 / (signal + 1.0)
+    sig = _linear_recurrence(seeded, 1.0 - alpha, alpha, line[..., t0])
+    line = _warmup(line, t0)
+    sig = _warmup(sig, t0 + signal - 1)
+    return line, sig, line - sig
+
+
+@partial(jax.jit, static_argnames=("window",))
+def bollinger(x, window: int = 20, k=2.0):
+    """Bollinger bands -> (middle, upper, lower), each shaped like x.
+
+    middle = rolling mean over `window`; upper/lower = middle +/- k * sd, where sd is the rolling
+    population standard deviation (ddof=0, as Bollinger defines it):
+    sd[t]**2 = (1/w) sum_{i<w} (x[t-i] - middle[t])**2.  NaN for t < window-1.
+    pandas: `rolling(w).mean()` +/- k * `rolling(w).std(ddof=0)`. Summed around x[t] per window
+    (see the module docstring): relative error of sd ~ window * 1e-16, exact 0 on flat windows.
+    Cost O(window) per sample.
+    """
+    window = _check_int("window", window)
+    x = _series(x)
+    s1, s2 = _window_moments(x, window)
+    mean_dev = s1 / window                                   # middle - x[t]
+    var = jnp.maximum(s2 / window - mean_dev * mean_dev, 0.0)
+    middle = _warmup(x + mean_dev, window - 1)
+    half = k * jnp.sqrt(var)
+    return middle, middle + half, middle - half
+
+
+__all__ = ["sma", "ema", "rsi", "macd", "bollinger"]

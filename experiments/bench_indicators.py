@@ -1,0 +1,172 @@
+"""Benchmark: the five indicators, batch (JAX) against pandas, and the streaming kernels (Numba).
+
+    .venv/bin/python experiments/bench_indicators.py            # 10**6 prices, 9 repeats
+    .venv/bin/python experiments/bench_indicators.py --quick    # 10**5 prices, 5 repeats
+
+Prices: a seeded geometric random walk around 30,000 (daily-ish volatility of BTC per step).
+Batch: median wall time of the five indicators (SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger
+20/2) over the whole series, pandas vs ours (compiled first, `block_until_ready`), in the same run;
+ours is timed from a NumPy input (as pandas gets) and from a JAX array already on the device.
+Accuracy: max |ours - pandas| per output. Streaming: ns per price of each `<name>_run_nb` replay.
+Writes experiments/runs/benchmarks/indicators.json (pandas is a dev dependency: benchmark only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bot4jax.features import indicators as ind
+from bot4jax.jaxcfg import jax, jnp
+from bot4jax.kernels import indicators_nb as nb
+
+OUT = Path(__file__).resolve().parent / "runs" / "benchmarks" / "indicators.json"
+
+
+def random_walk(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, n)))
+
+
+def pandas_five(x: np.ndarray) -> dict[str, np.ndarray]:
+    s = pd.Series(x)
+    out = {"sma": s.rolling(20).mean(), "ema": s.ewm(span=20, adjust=False, min_periods=20).mean()}
+    d = s.diff()
+    gain = d.clip(lower=0).ewm(alpha=1 / 14, adjust=False, min_periods=14).mean()
+    loss = (-d).clip(lower=0).ewm(alpha=1 / 14, adjust=False, min_periods=14).mean()
+    out["rsi"] = 100 - 100 / (1 + gain / loss)
+    line = (s.ewm(span=12, adjust=False, min_periods=12).mean()
+            - s.ewm(span=26, adjust=False, min_periods=26).mean())
+    sig = line.ewm(span=9, adjust=False, min_periods=9).mean()
+    out.update(macd=line, macd_signal=sig, macd_hist=line - sig)
+    mid = s.rolling(20).mean()
+    sd = s.rolling(20).std(ddof=0)
+    out.update(bb_middle=mid, bb_upper=mid + 2 * sd, bb_lower=mid - 2 * sd)
+    return {k: v.to_numpy() for k, v in out.items()}
+
+
+def ours_five(x) -> dict[str, jax.Array]:
+    out = {"sma": ind.sma(x, 20), "ema": ind.ema(x, 20), "rsi": ind.rsi(x, 14)}
+    out["macd"], out["macd_signal"], out["macd_hist"] = ind.macd(x, 12, 26, 9)
+    out["bb_middle"], out["bb_upper"], out["bb_lower"] = ind.bollinger(x, 20, 2.0)
+    return out
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()                                    # compile / warm caches
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def stats(times: list[float]) -> dict[str, float]:
+    return {"median_ms": 1e3 * float(np.median(times)), "min_ms": 1e3 * float(np.min(times)),
+            "repeats": len(times)}
+
+
+STREAMING = {
+    "sma": (lambda: nb.sma_init(20), nb.sma_run_nb),
+    "ema": (lambda: nb.ema_init(20), nb.ema_run_nb),
+    "rsi": (lambda: nb.rsi_init(14), nb.rsi_run_nb),
+    "macd": (lambda: nb.macd_init(12, 26, 9), nb.macd_run_nb),
+    "bollinger": (lambda: nb.bollinger_init(20, 2.0), nb.bollinger_run_nb),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="number of prices")
+    ap.add_argument("--repeats", type=int, default=9, help="timed repeats (median reported)")
+    ap.add_argument("--quick", action="store_true", help="10**5 prices, 5 repeats")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.repeats = 100_000, 5
+    if args.repeats < 1 or args.n < 100:
+        ap.error("need --repeats >= 1 and --n >= 100")
+
+    x = random_walk(args.n)
+    x_dev = jax.device_put(jnp.asarray(x))
+
+    t_pandas = timed(lambda: pandas_five(x), args.repeats)
+    t_numpy_in = timed(lambda: jax.block_until_ready(ours_five(x)), args.repeats)
+    t_device_in = timed(lambda: jax.block_until_ready(ours_five(x_dev)), args.repeats)
+    # Interleave a second round so a burst of load on a shared machine hits both sides alike.
+    for _ in range(args.repeats):
+        for times, fn in ((t_pandas, lambda: pandas_five(x)),
+                          (t_numpy_in, lambda: jax.block_until_ready(ours_five(x)))):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+
+    ref = pandas_five(x)
+    ours = {k: np.asarray(v) for k, v in ours_five(x).items()}
+    accuracy = {}
+    for k, r in ref.items():
+        a = ours[k]
+        same_nan = bool(np.array_equal(np.isnan(a), np.isnan(r)))
+        diff = np.abs(a - r)
+        accuracy[k] = {"max_abs_diff": float(np.nanmax(diff)),
+                       "max_diff_over_price": float(np.nanmax(diff / x)),
+                       "same_nan": same_nan}
+
+    streaming = {}
+    for name, (init, run) in STREAMING.items():
+        run(init(), x[:1000])                  # compile (cached on disk after the first run)
+        times = []
+        for _ in range(args.repeats):
+            state = init()
+            t = time.perf_counter()
+            run(state, x)
+            times.append(time.perf_counter() - t)
+        streaming[name] = {"ns_per_update_median": 1e9 * float(np.median(times)) / args.n,
+                           "ns_per_update_min": 1e9 * float(np.min(times)) / args.n}
+
+    batch = {"pandas": stats(t_pandas), "ours_numpy_input": stats(t_numpy_in),
+             "ours_device_input": stats(t_device_in)}
+    ratio = batch["pandas"]["median_ms"] / batch["ours_numpy_input"]["median_ms"]
+    ratio_dev = batch["pandas"]["median_ms"] / batch["ours_device_input"]["median_ms"]
+    result = {
+        "n_prices": args.n,
+        "batch": batch,
+        "speedup_vs_pandas_median": ratio,
+        "speedup_vs_pandas_median_device_input": ratio_dev,
+        "accuracy_vs_pandas": accuracy,
+        "streaming": streaming,
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m_5m_15m": os.getloadavg(),
+                    "platform": platform.platform(), "python": platform.python_version(),
+                    "jax": jax.__version__, "pandas": pd.__version__, "numpy": np.__version__,
+                    "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "")},
+    }
+
+    print(f"{args.n:,} prices, median of {len(t_pandas)} (pandas, ours from NumPy) / "
+          f"{len(t_device_in)} (ours from device) runs; load avg {os.getloadavg()[0]:.2f}")
+    print(f"{'batch, five indicators':32s} {'median ms':>10s} {'min ms':>10s}")
+    for k, v in batch.items():
+        print(f"{k:32s} {v['median_ms']:10.2f} {v['min_ms']:10.2f}")
+    print(f"speedup vs pandas (median): {ratio:.1f}x from NumPy, {ratio_dev:.1f}x from device")
+    print(f"\n{'output':14s} {'max |ours - pandas|':>20s} {'/ price':>10s} {'same NaN':>9s}")
+    for k, v in accuracy.items():
+        print(f"{k:14s} {v['max_abs_diff']:20.3e} {v['max_diff_over_price']:10.1e} {str(v['same_nan']):>9s}")
+    print(f"\n{'streaming kernel':14s} {'ns/update (median)':>20s} {'(min)':>8s}")
+    for k, v in streaming.items():
+        print(f"{k:14s} {v['ns_per_update_median']:20.1f} {v['ns_per_update_min']:8.1f}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(args.out)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
