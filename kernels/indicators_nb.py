@@ -146,7 +146,7 @@ def rsi_update_nb(state, price):
     total = state[4] + state[5]
     if total == 0.0:
         return 50.0
-    return 100.0 * state[4] / total
+    return 100.0 * (state[4] / total)
 
 
 @njit(**_NB)

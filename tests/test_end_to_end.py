@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,38 @@ def test_train_and_replay_on_real_data(tmp_path):
     (live_dir,) = (tmp_path / "live").iterdir()
     s = json.loads((live_dir / "summary.json").read_text())
     assert s["bars"] == 10_999 and s["decisions"] == 10_999 - 49 and s["final_equity"] > 0
+
+
+def test_paper_trading_polls_a_venue_and_survives_a_dropped_connection(trained, tmp_path):
+    """Real ccxt against a local server speaking Binance's REST API: history primes the features
+    without orders, a new candle closes between polls, a dropped poll is retried."""
+    from tests.support.binance_rest import BinanceRestServer, Fault, SpotMarket, make_klines
+
+    _, run_dir = trained
+    step = 60_000
+    start = (int(time.time() * 1000) // step - 2_000) * step  # well in the past: every candle is closed
+    rows = make_klines(start, 320, step, seed=4)
+    market = SpotMarket("BTC", "USDT", klines={"1m": rows[:250]})
+    with BinanceRestServer([market]) as server:
+        serve_klines = server.routes["/api/v3/klines"]
+
+        def klines_then_one_more_closes(params):
+            answer = serve_klines(params)
+            market.klines = {"1m": rows[:min(len(rows), len(market.klines["1m"]) + 1)]}
+            return answer
+
+        server.routes["/api/v3/klines"] = klines_then_one_more_closes
+        server.inject("/api/v3/klines", 3, Fault.drop())
+        out = tmp_path / "paper"
+        live_main(["--exchange", "binance", "--api-url", server.url, "--symbol", "BTC/USDT",
+                   "--timeframe", "1m", "--poll-seconds", "0.01", "--max-bars", "260",
+                   "--model", str(run_dir), "--out", str(out), "--no-progress"])
+        assert not server.unexpected
+    (live_dir,) = out.iterdir()
+    with open(live_dir / "decisions.csv") as f:
+        decisions = list(csv.DictReader(f))
+    assert [int(d["ts"]) for d in decisions] == rows[49:309, 0].astype(np.int64).tolist()  # no gap, no repeat
+    assert all(d["action"] == "history" for d in decisions[:201])
+    assert {d["action"] for d in decisions[201:]} <= {"hold", "buy", "sell"}
+    s = json.loads((live_dir / "summary.json").read_text())
+    assert s["decisions"] == 59 and s["bars"] == 260

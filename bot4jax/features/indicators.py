@@ -20,17 +20,21 @@ where pandas would skip it. The streaming kernels in `bot4jax.kernels.indicators
 Other non-finite prices (+-inf) are outside the contract.
 
 How it is computed (CPU speed and float64 accuracy at once):
-- EMA-type recursions y[t] = d*y[t-1] + a*u[t] run in blocks of 16 samples: one small matmul with
+- EMA-type recursions y[t] = d*y[t-1] + a*u[t] run in blocks of 8 samples: one small matmul with
   the decay matrix gives every block's local response, the block-end states follow from the same
-  recursion one level up (16x shorter, recursively), and each block is re-run with its incoming
-  state folded into its first input. No powers of d beyond d**16 and no long sums appear, so the
-  error stays at a few ulps however long the series (a sequential `lax.scan` is ~10x slower on
-  CPU; an associative scan over the whole series is slower and multiplies long chains of d).
-- Rolling sums are taken per window, never as differences of running sums (those lose ~1e-5 on
-  Bollinger bands of prices near 30,000 over 10**6 samples). The variance is summed around the
-  window's own last price, which lies inside the window, so the cancellation in
-  E[(x-c)^2] - E[x-c]^2 is bounded by the window length rather than by the price level, and a flat
-  window gives exactly 0. Cost is O(window) per sample in one fused pass.
+  recursion one level up (8x shorter, then in blocks of 64, recursively), and each block is re-run
+  with its incoming state folded into its first input. No power beyond the 64th of a level's decay
+  and no long sums appear, so the error stays at a few ulps however long the series (a sequential
+  `lax.scan` is ~4x slower on CPU; an associative scan over the whole series is slower too and
+  multiplies long chains of d).
+- Rolling sums are formed per window from at most `window` terms, never as differences of
+  running sums along the series (those lose ~1e-5 on Bollinger bands of prices near 30,000 over
+  10**6 samples). The variance is summed around a price c inside the window, so the cancellation
+  in E[(x-c)^2] - E[x-c]^2 is bounded by the window length rather than by the price level, and a
+  flat window gives exactly 0. Short windows are summed directly around their last price (one
+  fused pass); long ones in chunks of `window` samples as a prefix of the window's chunk plus a
+  suffix of the chunk before, both around the first price of the window's chunk (O(1) per sample;
+  the streaming kernels use the same decomposition).
 """
 from __future__ import annotations
 
@@ -40,8 +44,12 @@ import numpy as np
 
 from bot4jax.jaxcfg import jax, jnp
 
-_BLOCK = 16          # block length of the blocked recursion (measured best of 8/16/32 on CPU)
-_UNROLL = 32         # window offsets summed per fused pass in the rolling moments
+_BLOCK = 8           # block length of the blocked recursion over the series (best of 8/16/32)
+_UPPER_BLOCK = 64    # block length one level up and above (short arrays: fewer, larger blocks)
+# Rolling windows up to these lengths are summed directly (O(window) per sample, one fused pass);
+# longer ones in chunks (O(1) per sample but ~4 passes and more memory). Crossovers measured on CPU.
+_SMA_DIRECT_MAX = 256
+_BOLLINGER_DIRECT_MAX = 64
 
 
 def _series(x) -> jax.Array:
@@ -64,33 +72,33 @@ def _warmup(y: jax.Array, count: int) -> jax.Array:
     return jnp.where(jnp.arange(y.shape[-1]) < count, jnp.nan, y)
 
 
-def _decay_matrices(d: float, gain: float, b: int) -> tuple[np.ndarray, np.ndarray]:
-    """L[i, j] = gain * d**(i-j) for i >= j else 0 (shape (b, b)), p[j] = d**(j+1) (shape (b,))."""
+def _decay_matrix(d: float, gain: float, b: int) -> np.ndarray:
+    """L[i, j] = gain * d**(i-j) for i >= j, else 0; shape (b, b). Built in NumPy: a constant."""
     i = np.arange(b)
     lag = i[:, None] - i[None, :]
-    L = np.where(lag >= 0, gain * np.power(d, np.maximum(lag, 0).astype(np.float64)), 0.0)
-    return L, np.power(d, (i + 1).astype(np.float64))
+    return np.where(lag >= 0, gain * np.power(d, np.maximum(lag, 0).astype(np.float64)), 0.0)
 
 
-def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
+def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array,
+                       block: int = _BLOCK) -> jax.Array:
     """y[..., t] = d * y[..., t-1] + gain * u[..., t] with y[..., -1] = y0.
 
     u: (..., n) float64; y0: (...,); d, gain: Python floats. Returns (..., n).
     A NaN in u at t makes y NaN from t on and nowhere before (as the sequential recursion would).
     """
     n = u.shape[-1]
-    b = _BLOCK
+    b = max(1, min(block, n))          # a short series is one block, not padded to a long one
     nb = -(-n // b)
     lead = u.shape[:-1]
     U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
-    L, _ = _decay_matrices(d, gain, b)
+    L = _decay_matrix(d, gain, b)
     # Block-local final states (zero incoming state); a NaN anywhere in a block makes its end NaN,
     # which the level above carries into every later block.
     ends = U @ L[-1]
     if nb == 1:
         prev = y0[..., None]
     else:
-        state = _linear_recurrence(ends, d**b, 1.0, y0)          # state at the end of each block
+        state = _linear_recurrence(ends, d**b, 1.0, y0, _UPPER_BLOCK)   # state after each block
         prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
     col = jnp.arange(b)
     bad = jnp.isnan(U)
@@ -109,27 +117,60 @@ def _ema_line(x: jax.Array, span: int) -> jax.Array:
     return _linear_recurrence(x, 1.0 - alpha, alpha, x[..., 0])
 
 
-def _window_moments(x: jax.Array, window: int) -> tuple[jax.Array, jax.Array]:
-    """s1[t] = sum_{i=1}^{w-1} (x[t-i] - x[t]), s2[t] = sum_{i=1}^{w-1} (x[t-i] - x[t])**2.
+def _direct_window_sums(x: jax.Array, window: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Window sums around the window's last price, one window at a time: O(window) per sample.
 
-    Positions before 0 read as 0 (those outputs are warm-up). Offsets are summed _UNROLL at a time
-    in one fused pass each, so a window of 20 is a single pass over the data.
+    Returns (c, s1, s2) with c = x, s1[t] = sum_{i<w} (x[t-i] - c[t]), s2[t] the same squared.
+    Positions before 0 read as 0 (those outputs are warm-up). For short windows this is one fused
+    pass over the data.
     """
     n = x.shape[-1]
-    pad = [(0, 0)] * (x.ndim - 1)
-    xp = jnp.pad(x, pad + [(window - 1, 0)])
+    xp = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)])
     s1 = jnp.zeros_like(x)
     s2 = jnp.zeros_like(x)
-    offsets = list(range(1, window))
-    for lo in range(0, len(offsets), _UNROLL):
-        for i in offsets[lo:lo + _UNROLL]:
-            y = xp[..., window - 1 - i:window - 1 - i + n] - x
-            s1 = s1 + y
-            s2 = s2 + y * y
-        if lo + _UNROLL < len(offsets):
-            # Materialise between chunks so a long window is a few passes, not one huge fusion.
-            s1, s2 = jax.lax.optimization_barrier((s1, s2))
-    return s1, s2
+    for i in range(1, window):                      # i = 0 adds exactly 0
+        y = xp[..., window - 1 - i:window - 1 - i + n] - x
+        s1 = s1 + y
+        s2 = s2 + y * y
+    return x, s1, s2
+
+
+def _chunked_window_sums(x: jax.Array, window: int, squares: bool = True):
+    """Window sums in O(1) work per sample, each from at most `window` terms.
+
+    The series is cut into chunks of w = window samples. A window ending at position j of chunk k
+    is the prefix [0, j] of chunk k plus the suffix (j, w) of chunk k-1, both summed around
+    c = the first price of chunk k, which lies inside every such window. Prefixes and suffixes are
+    in-chunk running sums (the blocked recursion with d = 1, the suffix one run backwards), so no
+    sum spans more than one chunk and none is a difference of two sums.
+    Returns (c, s1, s2) shaped like x, s1 = sum over the window of (x - c), s2 of (x - c)**2
+    (None unless `squares`).
+    """
+    n = x.shape[-1]
+    lead = x.shape[:-1]
+    nc = -(-n // window)
+    X = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nc * window - n)]).reshape(*lead, nc, window)
+    c = X[..., 0]
+    c_next = jnp.concatenate([c[..., 1:], c[..., -1:]], axis=-1)    # the shift chunk k+1 uses
+    zero = jnp.zeros(X.shape[:-1])
+
+    def prefix(v):                                  # sum over in-chunk positions <= j
+        return _linear_recurrence(v, 1.0, 1.0, zero)
+
+    def suffix_after(v):                            # sum over in-chunk positions > j
+        s = jnp.flip(prefix(jnp.flip(v, axis=-1)), axis=-1)
+        return jnp.concatenate([s[..., 1:], jnp.zeros_like(s[..., :1])], axis=-1)
+
+    def combine(pre, suf):                          # pre of chunk k + suf of chunk k-1
+        before = jnp.concatenate([jnp.zeros_like(suf[..., :1, :]), suf[..., :-1, :]], axis=-2)
+        return (pre + before).reshape(*lead, nc * window)[..., :n]
+
+    y = X - c[..., None]
+    y_next = X - c_next[..., None]
+    s1 = combine(prefix(y), suffix_after(y_next))
+    s2 = combine(prefix(y * y), suffix_after(y_next * y_next)) if squares else None
+    shift = jnp.broadcast_to(c[..., None], X.shape).reshape(*lead, nc * window)[..., :n]
+    return shift, s1, s2
 
 
 @partial(jax.jit, static_argnames=("window",))
@@ -137,15 +178,21 @@ def sma(x, window: int) -> jax.Array:
     """Simple moving average: mean of the last `window` prices.
 
     sma[t] = (1/w) * sum_{i=0}^{w-1} x[t-i];  NaN for t < w-1 (pandas `rolling(w).mean()`).
-    Each window is summed on its own (`lax.reduce_window`), so no error accumulates along the
-    series. Shapes: (n,) -> (n,), (m, n) -> (m, n).
+    Every window is summed from its own <= w terms (directly for w <= 256, in chunks otherwise;
+    see the module docstring), so no error accumulates along the series. Cost O(min(w, 256)) per
+    sample.
+    Shapes: (n,) -> (n,), (m, n) -> (m, n).
     """
     window = _check_int("window", window)
     x = _series(x)
-    dims = (1,) * (x.ndim - 1) + (window,)
-    pad = [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)]
-    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, (1,) * x.ndim, pad)
-    return _warmup(s / window, window - 1)
+    if window <= _SMA_DIRECT_MAX:
+        dims = (1,) * (x.ndim - 1) + (window,)
+        pad = [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)]
+        mean = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, (1,) * x.ndim, pad) / window
+    else:
+        shift, s1, _ = _chunked_window_sums(x, window, squares=False)
+        mean = shift + s1 / window
+    return _warmup(mean, window - 1)
 
 
 @partial(jax.jit, static_argnames=("span",))
@@ -193,7 +240,8 @@ def rsi(x, period: int = 14) -> jax.Array:
     gain = _linear_recurrence(gain, 1.0 - alpha, alpha, gain[..., 0])
     loss = _linear_recurrence(loss, 1.0 - alpha, alpha, loss[..., 0])
     total = gain + loss
-    value = jnp.where(total == 0.0, 50.0, 100.0 * gain / jnp.where(total == 0.0, 1.0, total))
+    # gain/total is exactly 1 when loss == 0 (and 0 when gain == 0), so those cases are exact.
+    value = jnp.where(total == 0.0, 50.0, 100.0 * (gain / jnp.where(total == 0.0, 1.0, total)))
     return _warmup(value, period)
 
 
@@ -235,16 +283,19 @@ def bollinger(x, window: int = 20, k=2.0):
     middle = rolling mean over `window`; upper/lower = middle +/- k * sd, where sd is the rolling
     population standard deviation (ddof=0, as Bollinger defines it):
     sd[t]**2 = (1/w) sum_{i<w} (x[t-i] - middle[t])**2.  NaN for t < window-1.
-    pandas: `rolling(w).mean()` +/- k * `rolling(w).std(ddof=0)`. Summed around x[t] per window
-    (see the module docstring): relative error of sd ~ window * 1e-16, exact 0 on flat windows.
-    Cost O(window) per sample.
+    pandas: `rolling(w).mean()` +/- k * `rolling(w).std(ddof=0)`. Each window is summed around a
+    price inside it (see the module docstring): relative error of sd ~ window * 1e-16, exactly 0 on
+    flat windows, no drift along the series. Cost O(min(window, 64)) per sample.
     """
     window = _check_int("window", window)
     x = _series(x)
-    s1, s2 = _window_moments(x, window)
-    mean_dev = s1 / window                                   # middle - x[t]
+    if window <= _BOLLINGER_DIRECT_MAX:
+        shift, s1, s2 = _direct_window_sums(x, window)
+    else:
+        shift, s1, s2 = _chunked_window_sums(x, window)
+    mean_dev = s1 / window                                   # middle - shift
     var = jnp.maximum(s2 / window - mean_dev * mean_dev, 0.0)
-    middle = _warmup(x + mean_dev, window - 1)
+    middle = _warmup(shift + mean_dev, window - 1)
     half = k * jnp.sqrt(var)
     return middle, middle + half, middle - half
 

@@ -68,7 +68,7 @@ def open_feed(config: LiveConfig) -> BarFeed:
     if config.exchange:
         from bot4jax.data.download import make_exchange
 
-        exchange = make_exchange(config.exchange, api_url=config.api_url or None)
+        exchange = make_exchange(config.exchange, api_url=config.api_url or None, market_types=("spot",))
         exchange.load_markets()
         bars = poll_closed_bars(exchange, config.symbol, config.timeframe, config.poll_seconds)
         return BarFeed(bars, f"{config.exchange} {config.symbol} {config.timeframe} (paper trading)",

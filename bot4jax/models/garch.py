@@ -174,21 +174,21 @@ def _check_finite(r: np.ndarray, what: str) -> None:
 
 
 def _summary(theta, r, bc, dist: str, l2):
-    """Paths and robust covariance at theta for one series."""
-    d = _gf.derivs(theta, r, bc, dist, with_scores=True)
+    """Variance path and robust standard errors at theta for one series r (T,)."""
+    sm, nt, scores = _gf.sums_single(theta, r, bc, dist, with_scores=True)
     t = r.shape[0]
-    hess = d.hess.at[2, 2].add(-2.0 * l2 * t).at[3, 3].add(-2.0 * l2 * t) / t
+    _, _, hess = _gf._assemble(sm, t, nt)
+    hess = hess.at[2, 2].add(-2.0 * l2 * t).at[3, 3].add(-2.0 * l2 * t) / t
     inv = jnp.linalg.inv(hess)
-    sc = d.scores - jnp.mean(d.scores, axis=0)
+    sc = scores - jnp.mean(scores, axis=0)
     score_cov = sc.T @ sc / (t - 1)
     cov = inv @ score_cov @ inv / t
-    s = _gf.variance_path(theta, r, bc)
-    return s, jnp.sqrt(jnp.diag(cov))
+    return _gf.variance_path(theta, r, bc), jnp.sqrt(jnp.diag(cov))
 
 
 @functools.partial(jax.jit, static_argnames=("dist", "max_iter", "tol"))
 def _fit_single(r, max_persistence, l2, dist: str, max_iter: int, tol: float):
-    out = _gf.fit_one(r, max_persistence, l2, dist, max_iter, tol)
+    out = jax.tree_util.tree_map(lambda x: x[0], _gf.fit_one(r, max_persistence, l2, dist, max_iter, tol))
     s, se = _summary(out.theta, r, out.backcast, dist, l2)
     return out, s, se
 
@@ -248,7 +248,7 @@ def fit(
 
 @functools.partial(jax.jit, static_argnames=("dist", "max_iter", "tol"))
 def _fit_batch(r2, max_persistence, l2, dist: str, max_iter: int, tol: float):
-    return jax.vmap(lambda r: _gf.fit_one(r, max_persistence, l2, dist, max_iter, tol))(r2)
+    return _gf.fit_batch(r2.T, max_persistence, l2, dist, max_iter, tol)
 
 
 @dataclass(frozen=True, eq=False)

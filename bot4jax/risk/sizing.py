@@ -22,7 +22,7 @@ import numpy as np
 from bot4jax.errors import ConfigError
 from bot4jax.kernels import risk_nb
 from bot4jax.kernels.risk_nb import (BINDING_INVALID, BINDING_NONE, INPUT_ORDER, N_LAYERS, PARAMS_DTYPE,
-                                     RECORD_DTYPE, risk_clamps_cfunc)
+                                     RECORD_DTYPE, risk_clamps_ptr_nb)
 
 LAYER_NAMES = ("calibration_gate", "vol_target", "var_limit", "es_limit", "portfolio_heat",
                "correlation", "leverage", "crisis")
@@ -61,7 +61,7 @@ class RiskConfig:
     # 0 calibration gate
     min_edge: float = 0.02               # trade only when |p - 0.5| >= min_edge, in [0, 0.5]
     # 1 volatility target
-    target_vol: float = 0.40             # |x| <= target_vol / forecast_vol (BTC runs at ~0.5-0.7)
+    target_vol: float = 0.40             # |x| <= target_vol / forecast_vol (BTC: ~0.5-0.9)
     # 2, 3 tail limits (defaults: 99 %, one day)
     max_var: float = 0.03                # |x| * var_per_unit <= max_var
     max_es: float = 0.04                 # |x| * es_per_unit <= max_es
@@ -144,13 +144,13 @@ class RiskClamps:
 
     def __init__(self, config: RiskConfig | None = None):
         self.config = config if config is not None else RiskConfig()
-        # The kernel reads and writes these arrays through raw pointers: they live as long as self.
+        # The kernel reads and writes these arrays by address: they must live as long as self.
         self._params = params_record(self.config)
         self._records = decision_record()
-        self._cfg_ptr = self._params.ctypes.data
-        self._rec_ptr = self._records.ctypes.data
+        self._cfg_address = self._params.ctypes.data
+        self._rec_address = self._records.ctypes.data
         self._rec = self._records[0]     # a view: shows each call's result
-        self._kernel = risk_clamps_cfunc.ctypes
+        self._kernel = risk_clamps_ptr_nb
         z = NormalDist().inv_cdf(self.config.var_confidence)
         horizon = math.sqrt(self.config.risk_horizon_days / DAYS_PER_YEAR)
         self._var_k = z * horizon
@@ -172,9 +172,9 @@ class RiskClamps:
         toxicity: VPIN in [0, 1], 0 when not measured. NaN, inf or out-of-range inputs give 0 with
         `binding` BINDING_INVALID and the `invalid` bitmask naming them (see `describe`).
         """
-        fraction = self._kernel(self._cfg_ptr, p_up, payoff_ratio, forecast_vol, var_per_unit, es_per_unit,
-                                open_heat, corr_with_book, gross_exposure, drawdown, vol_ratio, toxicity,
-                                self._rec_ptr)
+        fraction = self._kernel(self._cfg_address, p_up, payoff_ratio, forecast_vol, var_per_unit,
+                                es_per_unit, open_heat, corr_with_book, gross_exposure, drawdown, vol_ratio,
+                                toxicity, self._rec_address)
         return fraction, self._rec
 
     def unit_risk(self, forecast_vol: float) -> tuple[float, float]:

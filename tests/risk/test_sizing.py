@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from bot4jax.risk.sizing import (LAYER_NAMES, RiskClamps, RiskConfig, annualised
                                  decision_record, describe, params_record)
 
 NAN, INF = math.nan, math.inf
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 # ---------------------------------------------------------------------------------------------------
 # Plain-Python reference of the eight layers (slow and obvious; the kernel must agree exactly)
@@ -33,7 +35,8 @@ DOMAINS = {
     "forecast_vol": (0.0, INF, False, False), "var_per_unit": (0.0, INF, False, False),
     "es_per_unit": (0.0, INF, False, False), "open_heat": (0.0, INF, True, False),
     "corr_with_book": (-1.0 - 1e-9, 1.0 + 1e-9, True, True), "gross_exposure": (0.0, INF, True, False),
-    "drawdown": (0.0, 1.0, True, True), "vol_ratio": (0.0, INF, True, False), "toxicity": (0.0, 1.0, True, True),
+    "drawdown": (0.0, 1.0, True, True), "vol_ratio": (0.0, INF, True, False),
+    "toxicity": (0.0, 1.0, True, True),
 }
 
 
@@ -294,25 +297,29 @@ def test_invalid_mask_names_every_bad_input(clamps):
 def test_correlation_rounding_is_clipped_not_rejected(clamps):
     fraction, d, _ = size(clamps, gross_exposure=0.1, corr_with_book=1.0 + 1e-12)
     assert fraction == 0.0 and d["binding"] == "correlation" and "correlation_clipped" in d["reasons"]
+    fraction, d, _ = size(clamps, gross_exposure=0.1, corr_with_book=-1.0 - 1e-12)
+    assert fraction == pytest.approx(0.05) and d["reasons"] == ["correlation_clipped"]
 
 
 # ---------------------------------------------------------------------------------------------------
 # Kernel against the reference on random inputs and configs, NaN and inf included
 # ---------------------------------------------------------------------------------------------------
 
-SPECIAL = st.sampled_from([NAN, INF, -INF, -0.01, 0.0])
+SPECIAL = st.sampled_from([NAN, INF, -INF, -0.01, 0.0, 1.5])
+RANGES = {"p_up": (0.0, 1.0), "payoff_ratio": (0.05, 5.0), "forecast_vol": (0.01, 5.0),
+          "var_per_unit": (1e-4, 0.5), "es_per_unit": (1e-4, 0.6), "open_heat": (0.0, 0.12),
+          "corr_with_book": (-1.0, 1.0), "gross_exposure": (0.0, 1.5), "drawdown": (0.0, 0.4),
+          "vol_ratio": (0.0, 4.0), "toxicity": (0.0, 0.6)}
 
 
-def value(lo, hi):
-    return st.one_of(st.floats(lo, hi), st.floats(lo, hi), st.floats(lo, hi), SPECIAL)
-
-
-INPUTS = st.fixed_dictionaries({
-    "p_up": value(0.0, 1.0), "payoff_ratio": value(0.05, 5.0), "forecast_vol": value(0.01, 5.0),
-    "var_per_unit": value(1e-4, 0.5), "es_per_unit": value(1e-4, 0.6), "open_heat": value(0.0, 0.12),
-    "corr_with_book": value(-1.0, 1.0), "gross_exposure": value(0.0, 1.5), "drawdown": value(0.0, 0.4),
-    "vol_ratio": value(0.0, 4.0), "toxicity": value(0.0, 0.6),
-})
+@st.composite
+def inputs(draw):
+    """Plausible inputs; one time in four, one to three of them NaN, infinite or out of range."""
+    x = {name: draw(st.floats(lo, hi)) for name, (lo, hi) in RANGES.items()}
+    if draw(st.integers(0, 3)) == 0:
+        for name in draw(st.lists(st.sampled_from(INPUT_ORDER), min_size=1, max_size=3)):
+            x[name] = draw(SPECIAL)
+    return x
 
 
 @st.composite
@@ -324,7 +331,8 @@ def configs(draw):
     return RiskConfig(
         safety_factor=draw(st.floats(0.01, 1.0)), allow_short=draw(st.booleans()),
         min_edge=draw(st.floats(0.0, 0.2)), target_vol=draw(st.floats(0.0, 1.5)),
-        max_var=draw(st.floats(0.0, 0.1)), max_es=draw(st.floats(0.0, 0.12)), max_heat=draw(st.floats(0.0, 0.2)),
+        max_var=draw(st.floats(0.0, 0.1)), max_es=draw(st.floats(0.0, 0.12)),
+        max_heat=draw(st.floats(0.0, 0.2)),
         corr_penalty=draw(unit), max_leverage=draw(st.floats(0.0, 3.0)),
         drawdown_reduce=dd[0], drawdown_halt=dd[1], drawdown_reduce_scale=draw(unit),
         vol_spike_ratio=vr[0], vol_halt_ratio=vr[1], vol_spike_scale=draw(unit),
@@ -333,7 +341,7 @@ def configs(draw):
 
 
 @settings(max_examples=400, deadline=None)
-@given(c=st.one_of(st.just(RiskConfig()), configs()), x=INPUTS)
+@given(c=st.one_of(st.just(RiskConfig()), configs()), x=inputs())
 def test_kernel_equals_reference(c, x):
     expected = reference(c, x)
     fraction, rec = RiskClamps(c).size(**x)
@@ -343,8 +351,39 @@ def test_kernel_equals_reference(c, x):
     assert nb_rec == expected and nb_final == expected["final"]
 
 
+def random_config(rng) -> RiskConfig:
+    dd, vr = np.sort(rng.uniform(0, 0.5, 2)), np.sort(rng.uniform(0.5, 4, 2))
+    tox = np.sort(rng.uniform(0, 0.6, 3))
+    u = rng.uniform(0, 1, 6)
+    return RiskConfig(
+        safety_factor=rng.uniform(0.05, 1), allow_short=bool(rng.integers(2)), min_edge=rng.uniform(0, 0.1),
+        target_vol=rng.uniform(0.05, 1.5), max_var=rng.uniform(0.001, 0.1), max_es=rng.uniform(0.001, 0.12),
+        max_heat=rng.uniform(0.01, 0.2), corr_penalty=u[0], max_leverage=rng.uniform(0.1, 3),
+        drawdown_reduce=dd[0], drawdown_halt=dd[1], drawdown_reduce_scale=u[1], vol_spike_ratio=vr[0],
+        vol_halt_ratio=vr[1], vol_spike_scale=u[2], toxicity_cautious=tox[0], toxicity_defensive=tox[1],
+        toxicity_exit=tox[2], toxicity_cautious_scale=u[3], toxicity_defensive_scale=u[4])
+
+
+def test_kernel_equals_reference_on_a_seeded_sweep():
+    """Many random configs and inputs; every binding outcome must occur so every layer is compared."""
+    rng = np.random.default_rng(4)
+    seen = set()
+    for _ in range(200):
+        c = random_config(rng)
+        clamps = RiskClamps(c)
+        for _ in range(25):
+            x = {name: float(rng.uniform(lo, hi)) for name, (lo, hi) in RANGES.items()}
+            if rng.uniform() < 0.1:
+                x[INPUT_ORDER[rng.integers(len(INPUT_ORDER))]] = float(rng.choice([NAN, INF, -INF, -1.0]))
+            expected = reference(c, x)
+            fraction, rec = clamps.size(**x)
+            assert as_dict(rec) == expected, (c, x)
+            seen.add(expected["binding"])
+    assert seen == set(range(-2, 8))
+
+
 @settings(max_examples=300, deadline=None)
-@given(c=configs(), x=INPUTS)
+@given(c=configs(), x=inputs())
 def test_final_size_respects_every_cap(c, x):
     fraction, rec = RiskClamps(c).size(**x)
     a = abs(fraction)
@@ -392,6 +431,41 @@ def test_njit_loop_equals_python_calls():
     assert len(set(records["binding"].tolist())) >= 6  # the random inputs reach most layers
 
 
+def test_real_btc_days_through_the_clamps():
+    """Daily Binance BTC/USDT 2017-2021: an EWMA(0.94) variance forecast (known before each day) and
+    Gaussian unit VaR/ES drive the clamps; every decision equals the reference, and in the March 2020
+    crash (forecast vol above twice its long-run level) the crisis override halves the position."""
+    path = DATA / "Binance_BTCUSDT_d.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not found (real market data lives outside the repository)")
+    a = np.genfromtxt(path, delimiter=",", skip_header=1, usecols=(0, 6))
+    a[a[:, 0] < 1e11, 0] *= 1000                       # two timestamp styles in one file
+    ts, first = np.unique(a[:, 0], return_index=True)  # one duplicated day; ascending order
+    close = a[first, 1][:-1]                            # the newest row is a partial day
+    r = np.diff(np.log(close))
+    h = np.empty(r.size)
+    h[0] = r[:30].var()
+    for t in range(1, r.size):
+        h[t] = 0.94 * h[t - 1] + 0.06 * r[t - 1] ** 2
+    long_run = r.std()
+    c = RiskConfig()
+    clamps = RiskClamps(c)
+    flagged = []
+    for t in range(r.size):
+        vol = annualised_vol(h[t], 365.0)
+        var, es = clamps.unit_risk(vol)
+        x = dict(BASE, p_up=0.6, payoff_ratio=1.5, forecast_vol=vol, var_per_unit=var, es_per_unit=es,
+                 vol_ratio=math.sqrt(h[t]) / long_run)
+        fraction, rec = clamps.size(**x)
+        assert as_dict(rec) == reference(c, x)
+        if rec["reasons"] & risk_nb.R_VOL_SPIKE:
+            flagged.append(int(ts[t + 1]))
+            if rec["binding"] == risk_nb.L_CRISIS:
+                assert fraction == pytest.approx(0.5 * rec["sizes"][risk_nb.L_CRISIS - 1])
+    crash = int(np.datetime64("2020-03-13", "ms").astype(np.int64))
+    assert crash in flagged and 0 < len(flagged) < r.size // 20
+
+
 # ---------------------------------------------------------------------------------------------------
 # No Numba runtime allocation per call (NRT statistics need NUMBA_NRT_STATS=1 before numba's import)
 # ---------------------------------------------------------------------------------------------------
@@ -419,7 +493,8 @@ def test_no_runtime_allocation_per_call():
         loop(params, records, 10)
         s0 = rtsys.get_allocation_stats()
         for i in range(20_000):
-            clamps.size(0.5 + (i % 40) / 100.0, 1.2, 0.6, 0.07, 0.08, 0.01, 0.3, 0.4, 0.05, 1.5, (i % 50) / 100.0)
+            clamps.size(0.5 + (i % 40) / 100.0, 1.2, 0.6, 0.07, 0.08, 0.01, 0.3, 0.4, 0.05, 1.5,
+                        (i % 50) / 100.0)
         s1 = rtsys.get_allocation_stats()
         loop(params, records, 10)
         s2 = rtsys.get_allocation_stats()
@@ -428,7 +503,8 @@ def test_no_runtime_allocation_per_call():
         print(json.dumps([list(s) for s in (s0, s1, s2, s3)]))
     """)
     env = dict(os.environ, NUMBA_NRT_STATS="1")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     s0, s1, s2, s3 = json.loads(done.stdout.strip().splitlines()[-1])
     assert s0 == s1, "RiskClamps.size allocated through the Numba runtime"
@@ -484,7 +560,8 @@ def test_unit_risk_matches_the_normal_closed_form():
     var, es = RiskClamps(c).unit_risk(0.8)
     sigma = 0.8 * math.sqrt(2.0 / 365.0)
     assert var == pytest.approx(stats.norm.ppf(0.975) * sigma, rel=1e-12)
-    assert es == pytest.approx(stats.norm.expect(lambda r: r, lb=stats.norm.ppf(0.975)) / 0.025 * sigma, rel=1e-8)
+    tail_mean = stats.norm.expect(lambda r: r, lb=stats.norm.ppf(0.975)) / 0.025
+    assert es == pytest.approx(tail_mean * sigma, rel=1e-8)
 
 
 def test_helpers():
