@@ -135,11 +135,14 @@ def main() -> None:
              "ours_device_input": stats(t_device_in)}
     ratio = batch["pandas"]["median_ms"] / batch["ours_numpy_input"]["median_ms"]
     ratio_dev = batch["pandas"]["median_ms"] / batch["ours_device_input"]["median_ms"]
+    # On a shared machine the fastest run of each side is the least disturbed one; report it too.
+    ratio_min = batch["pandas"]["min_ms"] / batch["ours_numpy_input"]["min_ms"]
     result = {
         "n_prices": args.n,
         "batch": batch,
         "speedup_vs_pandas_median": ratio,
         "speedup_vs_pandas_median_device_input": ratio_dev,
+        "speedup_vs_pandas_min": ratio_min,
         "accuracy_vs_pandas": accuracy,
         "streaming": streaming,
         "machine": {"cpus": os.cpu_count(), "load_avg_1m_5m_15m": os.getloadavg(),
@@ -153,7 +156,8 @@ def main() -> None:
     print(f"{'batch, five indicators':32s} {'median ms':>10s} {'min ms':>10s}")
     for k, v in batch.items():
         print(f"{k:32s} {v['median_ms']:10.2f} {v['min_ms']:10.2f}")
-    print(f"speedup vs pandas (median): {ratio:.1f}x from NumPy, {ratio_dev:.1f}x from device")
+    print(f"speedup vs pandas (median): {ratio:.1f}x from NumPy, {ratio_dev:.1f}x from device; "
+          f"fastest runs: {ratio_min:.1f}x from NumPy")
     print(f"\n{'output':14s} {'max |ours - pandas|':>20s} {'/ price':>10s} {'same NaN':>9s}")
     for k, v in accuracy.items():
         print(f"{k:14s} {v['max_abs_diff']:20.3e} {v['max_diff_over_price']:10.1e} {str(v['same_nan']):>9s}")

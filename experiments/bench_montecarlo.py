@@ -4,7 +4,10 @@ For each process, 10,000 paths x 252 steps (by default): simulate, then terminal
 CVaR at 95 / 99 / 99.9 %, the maximum drawdown of every path (mean and quantiles), the recovery
 time of the maximum drawdown and the time under water. NumPy draws with `default_rng` (PCG64,
 ziggurat normals), keeps the whole (steps, paths) array and reduces it; JAX runs
-`simulate_paths`. Medians over repeated runs in one process, after one warm-up (compile) run.
+`simulate_paths`. Medians over repeated runs in one process, after one warm-up (compile) run,
+JAX and NumPy alternating so that both see the same machine load. Also timed: drawing the
+random variates alone (jax.random threefry / rbg, jax.random.t, bot4jax's counter_rng, NumPy),
+which is why the simulation uses counter_rng.
 
     python experiments/bench_montecarlo.py                 # the table and the JSON
     python experiments/bench_montecarlo.py --quick         # small and fast (a smoke run)
@@ -12,7 +15,8 @@ ziggurat normals), keeps the whole (steps, paths) array and reduces it; JAX runs
 
 With more paths than --numpy-max-paths the NumPy reference is skipped (it would hold steps x
 paths doubles); the run then reports bot4jax's peak resident memory (ru_maxrss) and time.
-Writes experiments/runs/benchmarks/montecarlo.json (montecarlo_<paths>.json for other sizes).
+Writes experiments/runs/benchmarks/montecarlo.json (montecarlo_<paths>x<steps>[_quick].json for
+other sizes) and, for the default run, the fan charts montecarlo_fan_<model>.png / .json.
 """
 from __future__ import annotations
 
@@ -30,9 +34,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot4jax.jaxcfg import jax  # noqa: E402
+from bot4jax.jaxcfg import jax, jnp  # noqa: E402
 from bot4jax.registry.checkpoints import write_json_atomic  # noqa: E402
+from bot4jax.risk import counter_rng as crng  # noqa: E402
 from bot4jax.risk import montecarlo as mc  # noqa: E402
+from bot4jax.risk.fan import equity_fan, write_fan  # noqa: E402
 
 LEVELS = mc.VAR_LEVELS
 DD_LEVELS = mc.DRAWDOWN_LEVELS
@@ -81,16 +87,19 @@ def numpy_log_returns(name: str, p, rng: np.random.Generator, n: int, T: int) ->
 
 
 def numpy_report(R: np.ndarray) -> dict:
-    """The statistics of `RiskReport` from full paths R (steps, paths) of log-returns."""
+    """The statistics of `RiskReport` from full paths R (steps, paths) of log-returns, written
+    to be quick in NumPy: in-place where possible, few passes over the (steps, paths) arrays."""
     T, n = R.shape
     X = np.cumsum(R, axis=0)
-    P = np.maximum.accumulate(np.maximum(X, 0.0), axis=0)  # the peak includes X_0 = 0
-    D = P - X
+    D = np.maximum.accumulate(X, axis=0)
+    np.maximum(D, 0.0, out=D)  # the running peak, X_0 = 0 included
+    np.subtract(D, X, out=D)   # drawdown
     mdd = D.max(axis=0)
-    trough = D.argmax(axis=0)  # row index; step = row + 1
-    peak_at = P[trough, np.arange(n)]
-    after = (np.arange(T)[:, None] > trough[None, :]) & (X >= peak_at[None, :])
-    rec = np.where(after.any(axis=0), after.argmax(axis=0) - trough, 0)
+    trough = D.argmax(axis=0)  # row of the first maximum
+    at_peak = D == 0.0         # back at (or above) the peak: the drawdown has recovered
+    uw = T - np.count_nonzero(at_peak, axis=0)
+    at_peak &= np.arange(T)[:, None] > trough[None, :]
+    rec = np.where(at_peak.any(axis=0) & (mdd > 0), at_peak.argmax(axis=0) - trough, 0)
     r = np.expm1(X[-1])
     q = np.quantile(r, [1 - a for a in LEVELS])
     cvar = [-r[r <= qi].mean() for qi in q]
@@ -100,10 +109,35 @@ def numpy_report(R: np.ndarray) -> dict:
             "max_drawdown_mean": float(mdd_frac.mean()),
             "max_drawdown_quantiles": np.quantile(mdd_frac, DD_LEVELS).tolist(),
             "recovery_mean": float(rec[recovered].mean()) if recovered.any() else float("nan"),
-            "underwater_mean": float((D > 0).sum(axis=0).mean())}
+            "underwater_mean": float(uw.mean())}
 
 
 # --- timing ---------------------------------------------------------------------------------
+
+def bench_rng(n: int, T: int, repeats: int) -> dict:
+    """Seconds to draw T x n variates: jax.random (threefry, rbg), counter_rng, and NumPy."""
+    key = jax.random.key(0)
+    steps, paths = jnp.arange(T), jnp.arange(n)
+    nu = 5.0
+    cands = {
+        "jax.random.normal threefry f64": jax.jit(lambda k: jax.random.normal(k, (T, n))),
+        "jax.random.normal rbg f64": jax.jit(lambda k: jax.random.normal(
+            jax.random.key(jax.random.key_data(k)[1], impl="rbg"), (T, n))),
+        "jax.random.t threefry f64": jax.jit(lambda k: jax.random.t(k, nu, (T, n))),
+        "counter_rng normal_pair (2 normals a word) f32": jax.jit(lambda k: crng.normal_pair(
+            crng.words(crng.seed_from_key(k), 0, steps[: (T + 1) // 2], paths))),
+        "counter_rng student_t f32": jax.jit(lambda k: crng.student_t(
+            crng.words(crng.seed_from_key(k), 0, steps, paths), nu)),
+    }
+    out = {}
+    for name, f in cands.items():
+        jax.block_until_ready(f(key))
+        out[name] = statistics.median(timed(lambda: jax.block_until_ready(f(key)), repeats))
+    rng = np.random.default_rng(0)
+    out["numpy standard_normal f64"] = statistics.median(timed(lambda: rng.standard_normal((T, n)), repeats))
+    out["numpy standard_t f64"] = statistics.median(timed(lambda: rng.standard_t(nu, (T, n)), repeats))
+    return out
+
 
 def timed(fn, repeats: int) -> list[float]:
     out = []
@@ -115,21 +149,28 @@ def timed(fn, repeats: int) -> list[float]:
 
 
 def bench_model(name: str, n: int, T: int, repeats: int, numpy_max: int) -> dict:
+    """JAX and NumPy timed alternately (one run of each per repeat), so that a change in the
+    machine's load during the benchmark hits both sides of the ratio alike."""
     p = MODELS[name]
     key = jax.random.key(0)
     run = lambda: jax.block_until_ready(mc.simulate_paths(name, p, key, n, T))  # noqa: E731
     t0 = time.perf_counter()
     rep = run()
     compile_s = time.perf_counter() - t0
-    jax_t = timed(run, repeats)
-    row = {"model": name, "paths": n, "steps": T, "jax_compile_and_first_run_s": compile_s,
-           "jax_s": jax_t, "jax_median_s": statistics.median(jax_t),
-           "jax_paths_per_s": n / statistics.median(jax_t), "report": rep.to_dict()}
-    if n <= numpy_max:
+    with_numpy = n <= numpy_max
+    if with_numpy:
         rng = np.random.default_rng(0)
         np_run = lambda: numpy_report(numpy_log_returns(name, p, rng, n, T))  # noqa: E731
         np_rep = np_run()
-        np_t = timed(np_run, repeats)
+    jax_t, np_t = [], []
+    for _ in range(repeats):
+        jax_t += timed(run, 1)
+        if with_numpy:
+            np_t += timed(np_run, 1)
+    row = {"model": name, "paths": n, "steps": T, "jax_compile_and_first_run_s": compile_s,
+           "jax_s": jax_t, "jax_median_s": statistics.median(jax_t),
+           "jax_paths_per_s": n / statistics.median(jax_t), "report": rep.to_dict()}
+    if with_numpy:
         row.update({"numpy_s": np_t, "numpy_median_s": statistics.median(np_t),
                     "numpy_paths_per_s": n / statistics.median(np_t),
                     "speedup": statistics.median(np_t) / statistics.median(jax_t),
@@ -145,12 +186,16 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--numpy-max-paths", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="2,000 paths, 3 repeats")
+    ap.add_argument("--no-fan", action="store_true",
+                    help="skip the fan charts (montecarlo_fan_<model>.png/.json; never with --quick)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.quick:
         args.paths, args.repeats = min(args.paths, 2_000), 3
 
     load0 = os.getloadavg()
+    rss0_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    bench_dir = ROOT / "experiments" / "runs" / "benchmarks"
     rows = []
     print(f"{'model':<10} {'paths':>9} {'steps':>5} {'jax ms':>9} {'numpy ms':>9} {'speedup':>8} "
           f"{'jax paths/s':>12} {'VaR99':>7} {'CVaR99':>7} {'MDD mean':>8}")
@@ -164,10 +209,26 @@ def main(argv=None) -> int:
               f"{row['jax_paths_per_s']:12.4g} {rep['var'][1]:7.4f} {rep['cvar'][1]:7.4f} "
               f"{rep['max_drawdown_mean']:8.4f}")
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"peak resident memory of this process: {peak_rss_mib:.0f} MiB; "
+    rng_rows = {}
+    if args.paths <= args.numpy_max_paths:
+        rng_rows = bench_rng(args.paths, args.steps, args.repeats)
+        n_draws = args.steps * args.paths
+        print(f"\nrandom variates, {args.steps} x {args.paths} = {n_draws:,} draws (median ms):")
+        for name, sec in rng_rows.items():
+            print(f"  {name:<50} {1e3 * sec:8.1f}")
+    fans = []
+    if not (args.no_fan or args.quick) and args.paths <= args.numpy_max_paths:
+        for name in args.models:
+            fan = equity_fan(name, MODELS[name], jax.random.key(0), args.paths, args.steps)
+            title = f"{name}: equity percentiles, {args.paths:,} paths (benchmark parameters)"
+            png, _ = write_fan(bench_dir / f"montecarlo_fan_{name}", fan, title=title)
+            fans.append(str(png.relative_to(ROOT)))
+        print("fan charts: " + ", ".join(fans))
+    print(f"peak resident memory of this process: {peak_rss_mib:.0f} MiB "
+          f"({rss0_mib:.0f} MiB after importing JAX, before simulating); "
           f"load average {load0[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end "
           f"on {os.cpu_count()} CPUs (timings under load are noisy)")
-    out = args.out or ROOT / "experiments" / "runs" / "benchmarks" / (
+    out = args.out or bench_dir / (
         "montecarlo.json" if (args.paths, args.steps) == (10_000, 252) and not args.quick
         else f"montecarlo_{args.paths}x{args.steps}{'_quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +238,8 @@ def main(argv=None) -> int:
                     "jax": jax.__version__, "numpy": np.__version__,
                     "devices": [str(d) for d in jax.devices()],
                     "loadavg_start": load0, "loadavg_end": os.getloadavg()},
-        "repeats": args.repeats, "peak_rss_mib": peak_rss_mib, "results": rows})
+        "repeats": args.repeats, "peak_rss_mib": peak_rss_mib, "rss_before_simulating_mib": rss0_mib,
+        "results": rows, "rng_seconds": rng_rows, "fan_charts": fans})
     print(f"wrote {out}")
     return 0
 

@@ -36,7 +36,7 @@ __all__ = ["GarchResult", "GarchBatch", "fit", "fit_many", "forecast_variance", 
 DISTS = ("normal", "t")
 MIN_OBS = 20
 MAX_ITER = 100
-TOL = 1e-10  # Newton decrement relative to (1 + |loglik|): the gain a further step could still bring
+TOL = 1e-9  # Newton decrement relative to (1 + |loglik|): twice the gain a further step could still bring
 
 
 def _frozen(a) -> np.ndarray:
@@ -174,21 +174,23 @@ def _check_finite(r: np.ndarray, what: str) -> None:
 
 
 def _summary(theta, r, bc, dist: str, l2):
-    """Variance path and robust standard errors at theta for one series r (T,)."""
-    sm, nt, scores = _gf.sums_single(theta, r, bc, dist, with_scores=True)
+    """Variance path (T,) and robust standard errors (P,) at theta (P,) for one series r (T,)."""
     t = r.shape[0]
-    _, _, hess = _gf._assemble(sm, t, nt)
-    hess = hess.at[2, 2].add(-2.0 * l2 * t).at[3, 3].add(-2.0 * l2 * t) / t
+    th, r_tm, b = theta[None], r[:, None], jnp.reshape(bc, (1,))
+    ev = _gf.evaluate(th, r_tm, b, dist, hessian=True, scores=True)
+    w = 2.0 * l2 * t
+    hess = ev.hess[0].at[2, 2].add(-w).at[3, 3].add(-w) / t
     inv = jnp.linalg.inv(hess)
-    sc = scores - jnp.mean(scores, axis=0)
+    sc = ev.scores[:, 0, :] - jnp.mean(ev.scores[:, 0, :], axis=0)
     score_cov = sc.T @ sc / (t - 1)
     cov = inv @ score_cov @ inv / t
-    return _gf.variance_path(theta, r, bc), jnp.sqrt(jnp.diag(cov))
+    return _gf.variance_path(th, r_tm, b)[:, 0], jnp.sqrt(jnp.diag(cov))
 
 
 @functools.partial(jax.jit, static_argnames=("dist", "max_iter", "tol"))
 def _fit_single(r, max_persistence, l2, dist: str, max_iter: int, tol: float):
-    out = jax.tree_util.tree_map(lambda x: x[0], _gf.fit_one(r, max_persistence, l2, dist, max_iter, tol))
+    out = _gf.fit_batch(r[:, None], max_persistence, l2, dist, max_iter, tol)
+    out = jax.tree_util.tree_map(lambda x: x[0], out)
     s, se = _summary(out.theta, r, out.backcast, dist, l2)
     return out, s, se
 

@@ -8,21 +8,24 @@ NamedTuple in those per-step units:
   E[e^r] = e^mu matches the lognormal model).
 - `calibrate_merton`: maximum likelihood. The density of one step is the Poisson mixture
   sum_{k <= 16} Pois(k; lam) N(r; a + k m, sigma^2 + k s^2) (truncated as the simulation is);
-  BFGS on (a, log sigma, logit(lam / 2), m, log s) of the standardised series, from three starts
-  (lam = 0.02, 0.1, 0.4 jumps per step, jump variance from the excess kurtosis: the method of
-  moments with a zero mean jump), keeping the best likelihood. Then mu = a + sigma^2/2 + lam k.
+  Newton's method (exact Hessian, Levenberg-Marquardt damping) on (a, log sigma, logit(lam / 2),
+  m, log s) of the standardised series, from three starts (lam = 0.02, 0.1, 0.4 jumps per step,
+  the jump variance from the excess kurtosis: the method of moments with a zero-mean jump),
+  keeping the best likelihood. Then mu = a + sigma^2/2 + lam k.
 - `calibrate_garch_t`: `bot4jax.models.garch.fit(100 r, dist="t")` (percent returns, the scale the
-  optimiser is tuned for), rescaled: mu / 100, omega / 100^2; h0 = the unconditional variance, or
-  the next-step variance at the end of the series with start="last".
-- `calibrate_regime`: `fit_hmm` (Baum-Welch); p0 = the stationary distribution, or with
-  start="last" the filtered state at the end of the series moved one step by the chain.
-- `calibrate_student_t`: maximum likelihood of the location-scale t (BFGS on loc, log scale,
-  log(nu - 1) of the standardised series).
+  optimiser is tuned for), rescaled: mu / 100, omega / 100^2; h0 = the variance of the step after
+  the series (start="last", the default: risk from today), or the unconditional variance
+  omega / (1 - alpha - beta) (start="unconditional", the long-run view; on daily BTC the fit sits
+  near the persistence bound and that level is several times the sample variance).
+- `calibrate_regime`: `fit_hmm` (Baum-Welch); p0 = the filtered state at the end of the series
+  moved one step by the chain (start="last", the default), or the stationary distribution
+  (start="stationary").
+- `calibrate_student_t`: maximum likelihood of the location-scale t (the same Newton method on
+  loc, log scale, log(nu - 1) of the standardised series).
 A failed optimisation raises ValueError rather than returning unusable parameters.
 """
 from __future__ import annotations
 
-import jax.scipy.optimize  # noqa: F401  (a submodule jax does not import by itself)
 import numpy as np
 
 from bot4jax.jaxcfg import jax, jnp
@@ -62,8 +65,8 @@ def _merton_unpack(theta):
 
 
 def merton_loglik(y, a, sigma, lam, m, s):
-    """Sum over y of log sum_{k < MAX_JUMPS} Pois(k; lam) N(y; a + k m, sigma^2 + k s^2)."""
-    k = jnp.arange(MAX_JUMPS, dtype=jnp.float64)
+    """Sum over y of log sum_{k <= MAX_JUMPS} Pois(k; lam) N(y; a + k m, sigma^2 + k s^2)."""
+    k = jnp.arange(MAX_JUMPS + 1, dtype=jnp.float64)
     var = sigma ** 2 + k * s ** 2
     log_pois = -lam + k * jnp.log(lam) - jax.lax.lgamma(k + 1.0)
     z = y[:, None] - (a + k * m)[None, :]
@@ -71,13 +74,46 @@ def merton_loglik(y, a, sigma, lam, m, s):
     return jnp.sum(jax.nn.logsumexp(comp, axis=1))
 
 
-@jax.jit
-def _fit_merton(y, starts):
-    def one(theta0):
-        nll = lambda th: -merton_loglik(y, *_merton_unpack(th)) / y.shape[0]
-        res = jax.scipy.optimize.minimize(nll, theta0, method="BFGS", options={"maxiter": 500})
-        return res.x, res.fun
-    return jax.vmap(one)(starts)
+def _newton(vgh, x0, max_iter: int = 200, gtol: float = 1e-8):
+    """Minimise a smooth function of a few variables: Newton steps damped Levenberg-Marquardt
+    style (H + lam I must be positive definite and the step must not increase f).
+
+    vgh(x) -> (f, gradient, Hessian). Returns (x, f, converged: max |gradient| <= gtol).
+    """
+    x = np.asarray(x0, dtype=np.float64)
+    f, g, h = (np.asarray(a) for a in vgh(x))
+    lam = 1e-4
+    eye = np.eye(x.size)
+    for _ in range(max_iter):
+        if np.max(np.abs(g)) <= gtol:
+            return x, float(f), True
+        while True:
+            try:
+                c = np.linalg.cholesky(h + lam * eye)
+                d = -np.linalg.solve(c.T, np.linalg.solve(c, g))
+            except np.linalg.LinAlgError:
+                lam *= 10.0
+                continue
+            fn, gn, hn = (np.asarray(a) for a in vgh(x + d))
+            if np.isfinite(fn) and fn <= f and np.all(np.isfinite(gn)) and np.all(np.isfinite(hn)):
+                x, f, g, h = x + d, fn, gn, hn
+                lam = max(lam / 10.0, 1e-12)
+                break
+            lam *= 10.0
+            if lam > 1e12:  # no descent left: at a minimum to rounding, or stuck
+                return x, float(f), bool(np.max(np.abs(g)) <= 1e3 * gtol)
+    return x, float(f), bool(np.max(np.abs(g)) <= gtol)
+
+
+def _value_grad_hess(nll):
+    return jax.jit(lambda th, y: (nll(th, y), jax.grad(nll)(th, y), jax.hessian(nll)(th, y)))
+
+
+def _merton_nll(theta, y):
+    return -merton_loglik(y, *_merton_unpack(theta)) / y.shape[0]
+
+
+_MERTON_VGH = _value_grad_hess(_merton_nll)
 
 
 def calibrate_merton(returns) -> MertonParams:
@@ -91,12 +127,13 @@ def calibrate_merton(returns) -> MertonParams:
         sig2 = max(1.0 - lam * s2, 0.05)
         lam_logit = np.log(lam / MAX_JUMP_RATE) - np.log1p(-lam / MAX_JUMP_RATE)
         starts.append([0.0, 0.5 * np.log(sig2), lam_logit, 0.0, 0.5 * np.log(s2)])
-    xs, fs = _fit_merton(jnp.asarray(y), jnp.asarray(starts))
-    fs = np.where(np.isfinite(np.asarray(fs)), np.asarray(fs), np.inf)
-    best = int(np.argmin(fs))
-    if not np.isfinite(fs[best]):
+    yj = jnp.asarray(y)
+    fits = [_newton(lambda th: _MERTON_VGH(jnp.asarray(th), yj), x0) for x0 in starts]
+    fits = [f for f in fits if f[2] and np.isfinite(f[1])]
+    if not fits:
         raise ValueError("calibrate_merton: the likelihood could not be maximised from any start")
-    a, sigma, lam, m, s = (float(v) for v in _merton_unpack(xs[best]))
+    x_best = min(fits, key=lambda f: f[1])[0]
+    a, sigma, lam, m, s = (float(v) for v in _merton_unpack(jnp.asarray(x_best)))
     sigma, m, s = sd * sigma, sd * m, sd * s
     a = mean + sd * a
     kappa = float(np.expm1(m + 0.5 * s * s))
@@ -113,19 +150,19 @@ def student_t_loglik(y, loc, scale, nu):
                    - jnp.log(scale) - (nu + 1) / 2 * jnp.log1p(z * z / nu))
 
 
-@jax.jit
-def _fit_student(y, theta0):
-    def nll(th):
-        return -student_t_loglik(y, th[0], jnp.exp(th[1]), 1.0 + jnp.exp(th[2])) / y.shape[0]
-    res = jax.scipy.optimize.minimize(nll, theta0, method="BFGS", options={"maxiter": 500})
-    return res.x, res.fun
+def _student_nll(th, y):
+    return -student_t_loglik(y, th[0], jnp.exp(th[1]), 1.0 + jnp.exp(th[2])) / y.shape[0]
+
+
+_STUDENT_VGH = _value_grad_hess(_student_nll)
 
 
 def calibrate_student_t(returns) -> StudentTParams:
     r = _series(returns, 30)
     mean, sd = float(np.mean(r)), float(np.std(r))
-    x, f = _fit_student(jnp.asarray((r - mean) / sd), jnp.asarray([0.0, np.log(0.7), np.log(3.0)]))
-    if not np.all(np.isfinite(np.asarray(x))) or not np.isfinite(float(f)):
+    y = jnp.asarray((r - mean) / sd)
+    x, f, ok = _newton(lambda th: _STUDENT_VGH(jnp.asarray(th), y), [0.0, np.log(0.7), np.log(3.0)])
+    if not ok:
         raise ValueError("calibrate_student_t: the likelihood could not be maximised")
     return StudentTParams(loc=mean + sd * float(x[0]), scale=sd * float(np.exp(x[1])),
                           nu=1.0 + float(np.exp(x[2])))
@@ -133,7 +170,7 @@ def calibrate_student_t(returns) -> StudentTParams:
 
 # --- GARCH(1,1)-t and regimes ----------------------------------------------------------------
 
-def calibrate_garch_t(returns, start: str = "unconditional", **fit_kwargs) -> GarchTParams:
+def calibrate_garch_t(returns, start: str = "last", **fit_kwargs) -> GarchTParams:
     """GARCH(1,1)-t by `bot4jax.models.garch.fit`; extra keywords go to it (l2, max_persistence)."""
     from bot4jax.models import garch  # imported here: the risk package must not need it to load
 
@@ -152,7 +189,7 @@ def calibrate_garch_t(returns, start: str = "unconditional", **fit_kwargs) -> Ga
                         beta=p["beta"], nu=p["nu"], h0=h0 / 1e4)
 
 
-def calibrate_regime(returns, start: str = "stationary", **fit_kwargs) -> RegimeParams:
+def calibrate_regime(returns, start: str = "last", **fit_kwargs) -> RegimeParams:
     """Two-state regime switching from `fit_hmm` (Baum-Welch); keywords go to it."""
     if start not in ("stationary", "last"):
         raise ValueError(f"start must be 'stationary' or 'last', got {start!r}")

@@ -24,7 +24,7 @@ from bot4jax.jaxcfg import jax, jnp  # noqa: E402
 from bot4jax.registry.checkpoints import write_json_atomic  # noqa: E402
 from bot4jax.risk import counter_rng as crng  # noqa: E402
 from bot4jax.risk.mc_stats import quantile_sorted, sort_f64  # noqa: E402
-from bot4jax.risk.montecarlo import _prepare, run_block  # noqa: E402
+from bot4jax.risk.montecarlo import prepare_inputs, run_block  # noqa: E402
 
 __all__ = ["Fan", "equity_fan", "write_fan", "PERCENTILES"]
 
@@ -65,7 +65,7 @@ def equity_fan(process, params, key, n_paths: int, n_steps: int,
     percentiles = tuple(float(p) for p in percentiles)
     if not all(0.0 <= p <= 100.0 for p in percentiles):
         raise ValueError(f"percentiles must lie in [0, 100], got {percentiles}")
-    proc, params = _prepare(process, params, n_paths, n_steps)
+    proc, params, n_paths, n_steps = prepare_inputs(process, params, n_paths, n_steps)
     q, m = _fan(proc, params, key, n_paths, n_steps, tuple(p / 100.0 for p in percentiles))
     equity = np.vstack([np.ones((1, len(percentiles))), np.asarray(q)])
     mean = np.concatenate([[1.0], np.asarray(m)])

@@ -131,20 +131,19 @@ def _em(p: HMMParams, y, var_floor, tol, max_iter: int):
     hist0 = jnp.full(max_iter, jnp.nan)
 
     def cond(c):
-        _, _, _, i, done = c
+        _, _, i, done = c
         return (i < max_iter) & ~done
 
     def body(c):
-        p, _, hist, i, _ = c
+        p, hist, i, _ = c
         ll, p_new = em_step(p, y, var_floor)
         prev = jnp.where(i > 0, hist[jnp.maximum(i - 1, 0)], -jnp.inf)
         done = (i > 0) & (ll - prev <= tol * (1.0 + jnp.abs(ll)))
-        # keep the iterate whose log L was just measured once converged
+        # once converged keep the iterate whose log L was just measured
         p_out = jax.tree.map(lambda a, b: jnp.where(done, a, b), p, p_new)
-        return p_out, ll, hist.at[i].set(ll), i + 1, done
+        return p_out, hist.at[i].set(ll), i + 1, done
 
-    p, ll, hist, n, done = jax.lax.while_loop(cond, body, (p, -jnp.inf, hist0, 0, False))
-    return p, hist, n, done
+    return jax.lax.while_loop(cond, body, (p, hist0, 0, False))
 
 
 def fit_hmm(returns, n_states: int = 2, max_iter: int = 1000, tol: float = 1e-10,
@@ -154,10 +153,10 @@ def fit_hmm(returns, n_states: int = 2, max_iter: int = 1000, tol: float = 1e-10
     if y.size < 10 * n_states or not np.all(np.isfinite(y)):
         raise ValueError(f"fit_hmm needs at least {10 * n_states} finite returns, "
                          f"got {y.size} ({int(np.sum(~np.isfinite(y)))} not finite)")
-    p0 = init if init is not None else _initial(y, n_states)
-    p0 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), HMMParams(*p0))
+    start = init if init is not None else _initial(y, n_states)
+    start = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), HMMParams(*start))
     floor = 1e-8 * float(np.var(y))
-    p, hist, n, done = _em(p0, jnp.asarray(y), floor, tol, max_iter)
+    p, hist, n, done = _em(start, jnp.asarray(y), floor, tol, max_iter)
     order = np.argsort(np.asarray(p.sigma))
     p = HMMParams(p.mu[order], p.sigma[order], p.trans[order][:, order], p.p0[order])
     yj = jnp.asarray(y)

@@ -14,17 +14,21 @@ How a run is laid out (all inside one jitted call):
 - Paths are split over the devices (a `jax.sharding.Mesh` with one axis, "paths", and
   `jax.shard_map`); on each device into blocks of at most `MAX_BLOCK` paths, simulated one after
   the other (`lax.map`) so that a block's state stays in cache.
-- A block runs a `lax.scan` over chunks of `CHUNK` steps: the random variates of a chunk are drawn
-  in one vectorised call, then an inner scan applies the process step and folds the log-return
-  into the per-path statistics. Memory is O(paths), independent of the number of steps.
+- A block runs a `lax.scan` over chunks of 8 to 16 steps (`chunk_size`): the random variates of
+  a chunk are drawn in one vectorised call (float32, see `processes`), then an inner scan applies
+  the process step and folds the log-return into the per-path statistics. Memory is O(paths),
+  independent of the number of steps.
 - Random numbers are counter-based on (key, stream, step, global path index) (`counter_rng`), so
   the result does not depend on the number of devices or the blocking: a sharded run equals an
   unsharded one exactly.
-- The per-path statistics are reduced at the end (sorts for the quantiles run over all paths).
+- The per-path statistics (O(paths)) are gathered and reduced at the end: the quantiles need a
+  sort over all paths, and reducing in one place keeps the report bit-identical for any number
+  of devices.
 """
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Callable
 
 import numpy as np
@@ -51,8 +55,17 @@ __all__ = [
     "calibrate_student_t", "fit_hmm", "hmm_loglik", "HMMResult",
 ]
 
-CHUNK = 12          # steps whose variates are drawn in one call
-MAX_BLOCK = 16384   # paths simulated together on one device
+CHUNK = 12          # steps whose variates are drawn in one call (unless a divisor fits better)
+MAX_BLOCK = 8192    # paths simulated together on one device (their state stays in L2)
+
+
+def chunk_size(n_steps: int) -> int:
+    """Steps per chunk: a divisor of n_steps in [8, 16] if there is one (no remainder chunk to
+    compile), else CHUNK. The random numbers do not depend on it (words are keyed by step)."""
+    for k in range(16, 7, -1):
+        if n_steps % k == 0:
+            return k
+    return min(CHUNK, n_steps)
 
 
 def run_block(process: Process, params, seed, paths, n_steps: int, acc, fold: Callable):
@@ -74,14 +87,15 @@ def run_block(process: Process, params, seed, paths, n_steps: int, acc, fold: Ca
         return jax.lax.scan(inner, carry, (v, (t0 + jnp.arange(k)).astype(jnp.int32)))
 
     carry = (process.init(params, seed, paths), acc)
-    n_full, rem = divmod(n_steps, CHUNK)
+    size = chunk_size(n_steps)
+    n_full, rem = divmod(n_steps, size)
     outs = []
     if n_full:
-        starts = 1 + CHUNK * jnp.arange(n_full, dtype=jnp.int32)
-        carry, out = jax.lax.scan(lambda c, t0: chunk(c, t0, CHUNK), carry, starts)
-        outs.append(jax.tree.map(lambda o: o.reshape((n_full * CHUNK,) + o.shape[2:]), out))
+        starts = 1 + size * jnp.arange(n_full, dtype=jnp.int32)
+        carry, out = jax.lax.scan(lambda c, t0: chunk(c, t0, size), carry, starts)
+        outs.append(jax.tree.map(lambda o: o.reshape((n_full * size,) + o.shape[2:]), out))
     if rem:
-        carry, out = chunk(carry, jnp.int32(1 + CHUNK * n_full), rem)
+        carry, out = chunk(carry, jnp.int32(1 + size * n_full), rem)
         outs.append(out)
     out = jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *outs)
     return carry[1], out
@@ -128,8 +142,10 @@ def _compiled(process: Process, n_paths: int, n_steps: int, devices: tuple, what
     if n_dev > 1:
         mesh = jax.sharding.Mesh(np.array(devices), ("paths",))
         spec = jax.sharding.PartitionSpec
+        # check_vma off: every value inside is per-device (no collectives), the carries start
+        # from device-invariant zeros and become device-varying, which the checker would reject
         local = jax.shard_map(local, mesh=mesh, in_specs=(spec(), spec(), spec("paths")),
-                              out_specs=spec("paths"))
+                              out_specs=spec("paths"), check_vma=False)
 
     def stats_fn(params, key):
         seed = crng.seed_from_key(key)
@@ -138,20 +154,34 @@ def _compiled(process: Process, n_paths: int, n_steps: int, devices: tuple, what
 
     if what == "stats":
         return jax.jit(stats_fn)
-    return jax.jit(lambda params, key: risk_report(stats_fn(params, key), n_steps))
+
+    def report_fn(params, key):
+        stats = stats_fn(params, key)
+        if n_dev > 1:
+            # gather the O(paths) per-path values before reducing: sums and sorts then run in
+            # the same order as on one device, so the report does not depend on the device count
+            rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            stats = jax.lax.with_sharding_constraint(stats, rep)
+        return risk_report(stats, n_steps)
+
+    return jax.jit(report_fn)
 
 
-def _prepare(process, params, n_paths: int, n_steps: int):
+def prepare_inputs(process, params, n_paths: int, n_steps: int):
     process = get_process(process)
     if not isinstance(params, process.params_type):
         raise TypeError(f"{process.name} takes {process.params_type.__name__}, "
                         f"got {type(params).__name__}")
-    if not (isinstance(n_paths, int) and n_paths >= 2 and isinstance(n_steps, int) and n_steps >= 1):
-        raise ValueError(f"need n_paths >= 2 and n_steps >= 1 (ints), got {n_paths!r}, {n_steps!r}")
+    try:
+        n_paths, n_steps = operator.index(n_paths), operator.index(n_steps)
+    except TypeError:
+        raise TypeError(f"n_paths and n_steps must be integers, got {n_paths!r}, {n_steps!r}") from None
+    if n_paths < 2 or n_steps < 1:
+        raise ValueError(f"need n_paths >= 2 and n_steps >= 1, got {n_paths}, {n_steps}")
     if not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params)):
         process.check(params)
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.float64), params)
-    return process, params
+    return process, params, n_paths, n_steps
 
 
 def path_stats(process, params, key, n_paths: int, n_steps: int, *, devices=None) -> PathStats:
@@ -161,7 +191,7 @@ def path_stats(process, params, key, n_paths: int, n_steps: int, *, devices=None
     key: a JAX PRNG key; devices: None (all of `jax.devices()`), a count, or a sequence.
     Returns `PathStats` of (n_paths,) arrays, sharded over the paths axis when devices > 1.
     """
-    process, params = _prepare(process, params, n_paths, n_steps)
+    process, params, n_paths, n_steps = prepare_inputs(process, params, n_paths, n_steps)
     return _compiled(process, n_paths, n_steps, _resolve_devices(devices), "stats")(params, key)
 
 
@@ -173,7 +203,7 @@ def simulate_paths(process, params, key, n_paths: int, n_steps: int, *, devices=
     time under water, all accumulated inside the scan (memory O(n_paths)). Same arguments as
     `path_stats`; the same key gives the same report for any number of devices.
     """
-    process, params = _prepare(process, params, n_paths, n_steps)
+    process, params, n_paths, n_steps = prepare_inputs(process, params, n_paths, n_steps)
     return _compiled(process, n_paths, n_steps, _resolve_devices(devices), "report")(params, key)
 
 
@@ -194,5 +224,5 @@ def _log_returns(process, params, key, n_paths, n_steps):
 def sample_log_returns(process, params, key, n_paths: int, n_steps: int):
     """Every step's log-return, (n_steps, n_paths) float64: the same numbers `path_stats` folds
     for the same key. Memory O(paths x steps): for plots, tests and small runs."""
-    process, params = _prepare(process, params, n_paths, n_steps)
+    process, params, n_paths, n_steps = prepare_inputs(process, params, n_paths, n_steps)
     return _log_returns(process, params, key, n_paths, n_steps)

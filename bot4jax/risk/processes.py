@@ -102,8 +102,6 @@ def _no_state(params, seed, paths):
     return ()
 
 
-
-
 # --- geometric Brownian motion ---------------------------------------------------------------
 
 def _gbm_draw(p, seed, t0, k, paths):
@@ -122,15 +120,15 @@ def gbm_moments(p: GBMParams, n_steps: int) -> tuple[float, float]:
 
 # --- Merton jump diffusion -------------------------------------------------------------------
 
-MAX_JUMPS = 16         # Poisson draws are truncated here ...
-MAX_JUMP_RATE = 2.0    # ... which loses P(N > 16 | lam <= 2) < 1e-9 of the probability
+MAX_JUMPS = 16         # jumps in one step are truncated at this many ...
+MAX_JUMP_RATE = 2.0    # ... which loses P(N > 16 | lam <= 2) < 1e-10 of the probability
 
 
 def _merton_draw(p, seed, t0, k, paths):
     steps = t0 + jnp.arange(k)
     z, zj = crng.normal_pair(crng.words(seed, 0, steps, paths))
     u = crng.uniform(crng.words(seed, 1, steps, paths))
-    mu, sigma, lam, m, s = (_f64(a) for a in p)
+    _, sigma, lam, m, s = (_f64(a) for a in p)
     # Poisson(lam) by inversion: N = #{j < MAX_JUMPS : u > F(j)}, F the Poisson CDF.
     j = jnp.arange(MAX_JUMPS, dtype=jnp.float64)
     cdf = jnp.cumsum(jnp.exp(-lam + j * jnp.log(lam) - jax.lax.lgamma(j + 1.0)))
@@ -173,8 +171,9 @@ def _garch_step(p, h, t):
 
 
 def garch_unconditional_variance(p: GarchTParams) -> float:
-    """omega / (1 - alpha - beta): E[h_t] for every t when h0 equals it."""
-    return p.omega / (1.0 - p.alpha - p.beta)
+    """omega / (1 - alpha - beta): E[h_t] for every t when h0 equals it (inf if alpha + beta >= 1)."""
+    persistence = p.alpha + p.beta
+    return p.omega / (1.0 - persistence) if persistence < 1.0 else math.inf
 
 
 # --- two-state regime switching --------------------------------------------------------------

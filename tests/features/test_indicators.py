@@ -186,6 +186,34 @@ def test_random_walks_match_pandas_2d(seed, log_scale, vol, flat, p):
         assert np.all(np.abs((upper - middle) / 2.0 - exact) <= 1e-9 * exact + 1e-12 * x[p["window"] - 1:])
 
 
+N_LONG = 1000
+LONG_WINDOWS = [65, 300]      # above the direct-summation limits: the chunked path (sma: 300 only)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    log_scale=st.floats(-4.0, 6.0),
+    flat=st.sampled_from([0.0, 0.5]),
+    nans=st.integers(0, 3),
+    window=st.sampled_from(LONG_WINDOWS),
+)
+def test_long_windows_match_pandas(seed, log_scale, flat, nans, window):
+    x = random_walk(seed, n=N_LONG, scale=10.0**log_scale, vol=0.02, flat=flat)
+    x[np.random.default_rng(seed).integers(0, N_LONG, nans)] = np.nan
+    scale = np.nan_to_num(x)
+    assert_matches(sma(x, window), ref_sma(x, window), scale, what="sma")
+    ours = bollinger(x, window, 2.0)
+    slack = 2.0 * np.nan_to_num(pandas_std_error(x, window))
+    for i, (o, r) in enumerate(zip(ours, ref_bollinger(x, window, 2.0))):
+        assert_matches(o, r, scale, what=f"bollinger[{i}]", slack=slack)
+    middle, upper = (np.asarray(a)[window - 1:] for a in ours[:2])
+    exact = exact_rolling_std(x, window)
+    ok = ~np.isnan(exact)
+    err = np.abs((upper - middle)[ok] / 2.0 - exact[ok])
+    assert np.all(err <= 1e-9 * exact[ok] + 1e-12 * np.abs(x[window - 1:][ok]))
+
+
 def test_batch_rows_equal_1d():
     rows = np.stack([random_walk(s, scale=c) for s, c in [(1, 30_000.0), (2, 0.05), (3, 1.0)]])
     batch = ours_all(rows, DEFAULT)

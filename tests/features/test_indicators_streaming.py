@@ -21,7 +21,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from bot4jax.features import indicators as batch
 from bot4jax.kernels import indicators_nb as nb
 
-from .test_indicators import DEFAULT, N, btc_close, exact_rolling_std, random_walk  # noqa: F401
+from .test_indicators import (  # noqa: F401  (btc_close is a fixture)
+    DEFAULT, LONG_WINDOWS, N_LONG, btc_close, random_walk,
+)
 
 NAN = float("nan")
 
@@ -200,6 +202,17 @@ def test_streaming_equals_batch_with_nans():
         scale = 100.0 if name == "rsi" else np.nan_to_num(x)
         for i, (s, b) in enumerate(zip(as_tuple(run(state, x)), as_tuple(expected[name]))):
             assert_close(s, b, scale, what=f"{name}[{i}]")
+
+
+@pytest.mark.parametrize("window", LONG_WINDOWS)
+def test_long_windows_streaming_equals_batch(window):
+    x = random_walk(17, n=N_LONG, vol=0.02, flat=0.3)
+    x[[10, 400, 401, 950]] = np.nan
+    scale = np.nan_to_num(x)
+    assert_close(nb.sma_run_nb(nb.sma_init(window), x), batch.sma(x, window), scale, what="sma")
+    streamed = nb.bollinger_run_nb(nb.bollinger_init(window, 2.0), x)
+    for i, (s, b) in enumerate(zip(streamed, batch.bollinger(x, window, 2.0))):
+        assert_close(s, b, scale, what=f"bollinger[{i}]")
 
 
 def test_windowed_kernels_do_not_drift():
