@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot4jax.errors import ConfigError
+from bot4jax.risk.sizing import RiskConfig
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class LabelConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: int = 32
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-3
+    hidden: int = 8                # small on purpose: bar features carry little signal, big nets fit noise
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
     epochs: int = 40
     batch_size: int = 512
     patience: int = 5              # epochs without validation improvement before stopping
@@ -46,7 +47,7 @@ class EvalConfig:
     val_fraction: float = 0.15     # the last part of the training span, for early stopping
     fee_bps: float = 7.5           # per side, on traded notional
     slippage_bps: float = 2.5
-    min_edge: float = 0.02         # long when p_up > 0.5 + min_edge, flat otherwise
+    min_edge: float = 0.05         # long when p_up > 0.5 + min_edge, flat otherwise
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,12 @@ class LiveConfig:
     sim_bars: int = 5_000
     sim_seed: int = 11
     initial_cash: float = 10_000.0
-    max_position: float = 1.0      # position cap as a fraction of equity
+    rebalance_band: float = 0.02   # trade only when the target moves this far (fraction of equity)
     fee_bps: float = 7.5
     slippage_bps: float = 2.5
     max_bars: int = 0              # stop after this many bars (0: until the data or Ctrl-C ends it)
     poll_seconds: float = 5.0      # REST polling interval for paper trading
+    risk: RiskConfig = field(default_factory=RiskConfig)  # Kelly sizing and the eight clamp layers
 
 
 def _check_type(key: str, value, hint):

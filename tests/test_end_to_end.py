@@ -15,6 +15,7 @@ from bot4jax.features.bars import bar_features
 from bot4jax.live.__main__ import main as live_main
 from bot4jax.models.baseline import predict_proba
 from bot4jax.registry.checkpoints import load_model
+from bot4jax.risk.sizing import LAYER_NAMES
 from bot4jax.train.__main__ import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +80,12 @@ def test_live_replay_summary(replayed):
     assert 0 < s["latency_us"]["p50"] <= s["latency_us"]["p99"] <= s["latency_us"]["p999"]
     with open(replayed / "trades.csv") as f:
         assert len(list(csv.DictReader(f))) == s["fills"]
+    with open(replayed / "decisions.csv") as f:
+        decided = [r for r in csv.DictReader(f) if r["p_up"]]
+    # every decision went through the risk layers; the target never exceeds the leverage cap
+    assert {r["binding"] for r in decided} <= set(LAYER_NAMES) | {"none", "invalid_input"}
+    assert all(0.0 <= float(r["target"]) <= 1.0 for r in decided)
+    assert any(float(r["target"]) > 0 for r in decided)
     assert (replayed / "equity.png").is_file()
 
 

@@ -11,7 +11,8 @@ def parser() -> argparse.ArgumentParser:
     d = cfg.LiveConfig()
     p = argparse.ArgumentParser(
         prog="python -m bot4jax.live",
-        description="Run the live decision loop: streaming features -> model -> position cap -> market "
+        description="Run the live decision loop: streaming features -> model -> quarter-Kelly sizing "
+                    "through the eight risk layers -> market "
                     "orders on a simulated exchange with fees and slippage. With no flags it replays "
                     "simulator data through the newest model in the checkpoint store (a backtest). "
                     "Writes <out>/<run-id>/ with decisions.csv, trades.csv, summary.json, equity.png and "
@@ -43,8 +44,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-seed", dest="sim_seed", type=int,
                    help=f"simulator seed (default {d.sim_seed}, unlike training's, so the replay is unseen data)")
     p.add_argument("--cash", dest="initial_cash", type=float, help=f"starting cash (default {d.initial_cash})")
-    p.add_argument("--max-position", dest="max_position", type=float,
-                   help=f"position cap as a fraction of equity (default {d.max_position})")
+    p.add_argument("--max-leverage", dest="risk.max_leverage", type=float,
+                   help=f"gross exposure cap as a fraction of equity (default {d.risk.max_leverage})")
+    p.add_argument("--safety-factor", dest="risk.safety_factor", type=float,
+                   help=f"fraction of full Kelly (default {d.risk.safety_factor}); every other limit: "
+                        "the [risk] section of --config")
+    p.add_argument("--rebalance-band", dest="rebalance_band", type=float,
+                   help=f"trade only when the target moves this far, as a fraction of equity "
+                        f"(default {d.rebalance_band})")
     p.add_argument("--fee-bps", dest="fee_bps", type=float, help=f"taker fee per side in bps (default {d.fee_bps})")
     p.add_argument("--slippage-bps", dest="slippage_bps", type=float,
                    help=f"slippage per side in bps (default {d.slippage_bps})")

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 from bot4jax.config import LiveConfig
 from bot4jax.data.sources import bars_from
-from bot4jax.data.timeframes import timeframe_ms
+from bot4jax.data.timeframes import infer_timeframe, timeframe_ms
 from bot4jax.data.types import Bars
 
 log = logging.getLogger("bot4jax.live")
@@ -24,8 +24,8 @@ HISTORY_BARS = 200  # > the longest feature warm-up (50 bars)
 class BarFeed:
     bars: Iterable
     description: str
+    timeframe: str
     total: int | None = None
-    timeframe: str | None = None
 
 
 def _rows(bars: Bars) -> Iterator[tuple]:
@@ -72,6 +72,7 @@ def open_feed(config: LiveConfig) -> BarFeed:
         exchange.load_markets()
         bars = poll_closed_bars(exchange, config.symbol, config.timeframe, config.poll_seconds)
         return BarFeed(bars, f"{config.exchange} {config.symbol} {config.timeframe} (paper trading)",
-                       timeframe=config.timeframe)
+                       config.timeframe)
     bars, source = bars_from(config.replay, config.repair, config.sim_bars, config.sim_seed, config.timeframe)
-    return BarFeed(_rows(bars), source, total=len(bars), timeframe=None if config.replay else config.timeframe)
+    timeframe = infer_timeframe(bars.ts) if config.replay else config.timeframe
+    return BarFeed(_rows(bars), source, timeframe, total=len(bars))

@@ -1,7 +1,8 @@
 """The live decision loop, which is also the backtest when it replays recorded bars.
 
-    bar event -> streaming features -> model -> long/flat rule with a position cap -> market order
-              -> simulated exchange (fills at the next price, fees and slippage) -> equity
+    bar event -> streaming features -> model -> quarter-Kelly through the eight risk layers
+              -> market order toward the target -> simulated exchange (fills at the next price,
+              fees and slippage) -> equity
 
 Each decision is written to `decisions.csv`; fills to `trades.csv`; counts, equity and decision
 latency percentiles to `summary.json`; the equity curve to `equity.png`. Ctrl-C stops after the
@@ -20,18 +21,19 @@ from tqdm.auto import tqdm
 
 from bot4jax import plots
 from bot4jax.config import LiveConfig
-from bot4jax.data.timeframes import infer_timeframe, periods_per_year
+from bot4jax.data.timeframes import periods_per_year
 from bot4jax.errors import ConfigError
 from bot4jax.execution.simulated import SimulatedExchange
 from bot4jax.live.engine import DecisionEngine
 from bot4jax.live.feeds import BarFeed, open_feed
 from bot4jax.registry.checkpoints import CheckpointStore, load_model
+from bot4jax.risk.sizing import LAYER_NAMES, RiskClamps, annualised_vol
 from bot4jax.runs import make_run_dir, setup_logging, write_config, write_json
 from bot4jax.validation import scoring
 
 log = logging.getLogger("bot4jax.live")
 
-DECISION_FIELDS = ("ts", "close", "p_up", "action", "position", "equity", "latency_us")
+DECISION_FIELDS = ("ts", "close", "p_up", "target", "binding", "action", "position", "equity", "latency_us")
 TRADE_FIELDS = ("order_id", "ts", "side", "amount", "price", "fee")
 
 
@@ -47,10 +49,33 @@ def _speed(value: str) -> float:
     return speed
 
 
+def _binding(record) -> str:
+    b = int(record["binding"])
+    return LAYER_NAMES[b] if b >= 0 else ("none" if b == -1 else "invalid_input")
+
+
+def _order_toward(exchange: SimulatedExchange, ts: int, target: float, price: float, equity: float,
+                  band: float) -> str:
+    """Submit the market order that moves the position to `target` (fraction of equity), unless the
+    move is within the rebalance band; a zero target always closes the position."""
+    delta = target * equity / price - exchange.position
+    if target == 0.0 and exchange.position > 0.0:
+        delta = -exchange.position
+    elif abs(delta) * price <= band * equity:
+        return "hold"
+    side = 1 if delta > 0 else -1
+    ok = exchange.submit_market(ts, side, min(abs(delta), exchange.position) if side < 0 else delta)
+    return ("buy" if side > 0 else "sell") if ok else "rejected"
+
+
 def replay(feed: BarFeed, engine: DecisionEngine, exchange: SimulatedExchange, config: LiveConfig,
            decisions_csv, progress: bool = True) -> dict:
-    """Drive every bar of `feed` through the engine and the exchange; returns the run's numbers."""
+    """Drive every bar of `feed` through the engine, the risk layers and the exchange; returns the
+    run's numbers."""
     speed = _speed(config.speed)
+    clamps = RiskClamps(config.risk)
+    bars_per_year = periods_per_year(feed.timeframe)
+    peak = exchange.equity(1.0)
     writer = csv.writer(decisions_csv)
     writer.writerow(DECISION_FIELDS)
     latencies, equity, ts_seen = [], [], []
@@ -68,27 +93,29 @@ def replay(feed: BarFeed, engine: DecisionEngine, exchange: SimulatedExchange, c
                          "buy" if fill.side > 0 else "sell", fill.amount, fill.price, fill.fee)
             t0 = time.perf_counter_ns()
             p_up = engine.on_bar(c, h, l, v)
-            action = "warmup" if tradable else "history"
+            eq = exchange.equity(c)
+            peak = max(peak, eq)
+            action, target, binding = ("warmup" if tradable else "history"), "", ""
             if p_up == p_up and tradable:
                 decisions += 1
-                want_long = engine.wants_long(p_up)
-                action = "hold"
-                if want_long and exchange.position == 0.0:
-                    amount = config.max_position * exchange.equity(c) / c
-                    action = "buy" if exchange.submit_market(ts, 1, amount) else "rejected"
-                elif not want_long and exchange.position > 0.0:
-                    action = "sell" if exchange.submit_market(ts, -1, exchange.position) else "rejected"
+                vol = annualised_vol(engine.bar_variance, bars_per_year)
+                var_u, es_u = clamps.unit_risk(vol)
+                target, record = clamps.size(p_up, engine.payoff_ratio, vol, var_u, es_u,
+                                             drawdown=(peak - eq) / peak, vol_ratio=engine.vol_ratio)
+                action = _order_toward(exchange, ts, target, c, eq, config.rebalance_band)
                 latency = (time.perf_counter_ns() - t0) / 1000.0
                 latencies.append(latency)
+                binding = _binding(record)
+                if action != "hold":
+                    log.debug("decision ts=%d p_up=%.4f target=%.4f bound by %s -> %s",
+                              ts, p_up, target, binding, action)
+                target = f"{target:.6g}"
             else:
                 latency = (time.perf_counter_ns() - t0) / 1000.0
-            eq = exchange.equity(c)
             equity.append(eq)
             ts_seen.append(ts)
-            writer.writerow((ts, repr(c), "" if p_up != p_up else f"{p_up:.9g}", action,
+            writer.writerow((ts, repr(c), "" if p_up != p_up else f"{p_up:.9g}", target, binding, action,
                              repr(exchange.position), f"{eq:.6f}", f"{latency:.2f}"))
-            if action in ("buy", "sell"):
-                log.debug("decision ts=%d p_up=%.4f -> %s", ts, p_up, action)
             if config.max_bars and len(equity) >= config.max_bars:
                 break
     except KeyboardInterrupt:
@@ -148,9 +175,8 @@ def run_live(config: LiveConfig, progress: bool = True, json_logs: bool = False)
         for fill in exchange.fills:
             w.writerow((fill.order_id, fill.ts, "buy" if fill.side > 0 else "sell", repr(fill.amount),
                         repr(fill.price), repr(fill.fee)))
-    timeframe = feed.timeframe or (infer_timeframe(result["ts"]) if result["ts"].size > 1 else config.timeframe)
-    summary = summarize(result, exchange, config, timeframe)
-    summary.update({"model": str(checkpoint.path), "data_source": feed.description, "timeframe": timeframe})
+    summary = summarize(result, exchange, config, feed.timeframe)
+    summary.update({"model": str(checkpoint.path), "data_source": feed.description, "timeframe": feed.timeframe})
     write_json(run_dir / "summary.json", summary)
     if result["equity"].size > 1:
         plots.equity_curve(run_dir / "equity.png", result["ts"], {"equity": result["equity"]},

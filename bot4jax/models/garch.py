@@ -17,7 +17,9 @@ variance (arch's bounds), alpha, beta >= 0, alpha + beta < max_persistence, nu i
 
 `l2` adds the penalty l2 * T * (alpha^2 + beta^2) to the negative log-likelihood (a ridge on the
 dynamics, shrinking towards constant variance); the reported `loglik` is the unpenalised one.
-The likelihood, its exact derivatives and the Newton optimiser live in `garch_fit`.
+The likelihood, its exact derivatives and the optimiser (BFGS from the exact Hessian, in
+unconstrained coordinates) live in `garch_fit`; the live one-return update is the Numba kernel
+`bot4jax.kernels.garch_nb` (`GarchResult.stream_state()` positions it after the sample).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from typing import Mapping
 import numpy as np
 
 from bot4jax.jaxcfg import jax, jnp
+from bot4jax.kernels.garch_nb import init_state, make_params
 from bot4jax.models import garch_fit as _gf
 
 __all__ = ["GarchResult", "GarchBatch", "fit", "fit_many", "forecast_variance", "simulate"]
@@ -40,7 +43,11 @@ TOL = 1e-9  # Newton decrement relative to (1 + |loglik|): twice the gain a furt
 
 
 def _frozen(a) -> np.ndarray:
-    a = np.array(a, dtype=np.float64)
+    return _frozen_as(a, np.float64)
+
+
+def _frozen_as(a, dtype) -> np.ndarray:
+    a = np.array(a, dtype=dtype)
     a.flags.writeable = False
     return a
 
@@ -93,6 +100,12 @@ class GarchResult:
     def forecast(self, horizon: int) -> np.ndarray:
         """Analytic variance forecasts s_{T+1..T+horizon} (horizon,), in squared return units."""
         return forecast_variance(self.params, self.next_variance, horizon)
+
+    def stream_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(params, state) arrays for `bot4jax.kernels.garch_nb.garch_variance_update_nb`, positioned
+        after the last fitted return: the next streamed return is the one after the sample."""
+        p = self.params
+        return make_params(p["mu"], p["omega"], p["alpha"], p["beta"]), init_state(self.next_variance)
 
     def simulate(self, n: int, key, burn: int = 500, paths: int | None = None):
         """Simulate returns from the fitted model; see `simulate`. Returns (returns, variances)."""
@@ -232,7 +245,9 @@ def fit(
     """Fit GARCH(1,1) with a constant mean to one return series (T,) by maximum likelihood.
 
     Raises ValueError for non-finite or constant input or fewer than 20 returns. A fit that does not
-    converge within `max_iter` Newton iterations comes back with `converged=False`.
+    converge within `max_iter` quasi-Newton iterations comes back with `converged=False`; so does one
+    that runs into a corner of the parameter space it cannot settle in (e.g. alpha -> 0 with
+    beta -> 1 on a series without ARCH effects).
     Compiles once per (T, dist, max_iter, tol); l2 and max_persistence do not recompile.
     """
     _check_options(dist, l2, max_persistence)
@@ -298,9 +313,10 @@ def fit_many(
 ) -> GarchBatch:
     """Fit GARCH(1,1) to every row of returns_2d (n_series, T) in one jitted, vmapped call.
 
-    Each row is fitted exactly as `fit` would fit it (same start, same Newton iterations, same stopping
-    rule); the batch iterates until every row has stopped. Raises ValueError on non-finite values
-    (naming row and column); a constant row is returned with converged False.
+    Each row is fitted as `fit` would fit it (same start, same iterations, same stopping rule, up to
+    floating-point summation order); see `garch_fit.fit_batch` for how the batch shrinks to its
+    slowest rows. Raises ValueError on non-finite values (naming row and column); a constant row is
+    returned with converged False and NaN parameters.
     """
     _check_options(dist, l2, max_persistence)
     r = np.asarray(returns_2d, dtype=np.float64)
@@ -311,16 +327,17 @@ def fit_many(
     _check_finite(r, "returns_2d (row, column)")
     out = _fit_batch(jnp.asarray(r), max_persistence, l2, dist=dist, max_iter=int(max_iter), tol=float(tol))
     theta = np.asarray(out.theta)
-    converged = np.asarray(out.converged)
-    theta = np.where(converged[:, None] | np.all(np.isfinite(theta), axis=1, keepdims=True), theta, np.nan)
+    converged = np.asarray(out.converged, dtype=bool)
+    constant = ~(np.std(r, axis=1) > 0.0)
+    theta = np.where(constant[:, None], np.nan, theta)  # nothing to fit: no numbers to mistake for a fit
     names = _gf.PARAM_NAMES[dist]
     ro = r.copy()
     ro.flags.writeable = False
     return GarchBatch(
         params=MappingProxyType({k: _frozen(theta[:, j]) for j, k in enumerate(names)}),
         loglik=_frozen(out.loglik),
-        converged=np.asarray(converged, dtype=bool),
-        iterations=np.asarray(out.iterations),
+        converged=_frozen_as(converged, bool),
+        iterations=_frozen_as(out.iterations, np.int64),
         backcast=_frozen(out.backcast),
         returns=ro,
         dist=dist,

@@ -22,6 +22,7 @@ from bot4jax.features.bars import FEATURE_NAMES, bar_features
 from bot4jax.features.labels import forward_return_labels
 from bot4jax.models import baseline
 from bot4jax.registry.checkpoints import CheckpointStore, save_model
+from bot4jax.risk.inputs import fit_bar_volatility, payoff_ratio
 from bot4jax.runs import make_run_dir, setup_logging, write_config, write_json
 from bot4jax.validation import scoring
 
@@ -101,7 +102,7 @@ def run_training(config: TrainConfig, progress: bool = True, json_logs: bool = F
     log.info("data: %s, %d bars, timeframe %s", source, len(bars), timeframe)
 
     x = bar_features(bars.close, bars.high, bars.low, bars.volume)
-    y, t1, _ = forward_return_labels(bars.ts, bars.close, config.label.horizon)
+    y, t1, fwd = forward_return_labels(bars.ts, bars.close, config.label.horizon)
     _, _, next_ret = forward_return_labels(bars.ts, bars.close, 1)
     valid = np.all(np.isfinite(x), axis=1) & np.isfinite(y)
     train, val, test = chronological_split(bars.ts, t1, valid, config.eval.test_fraction,
@@ -124,7 +125,10 @@ def run_training(config: TrainConfig, progress: bool = True, json_logs: bool = F
         "seconds": round(time.perf_counter() - started, 2),
     })
 
-    meta = {"kind": "baseline_mlp", "features": list(FEATURE_NAMES), "horizon": config.label.horizon,
+    # The risk layer's inputs come from the same span as the model's: nothing from the test span.
+    risk = {"payoff_ratio": payoff_ratio(fwd[train]),
+            "volatility": fit_bar_volatility(np.diff(np.log(bars.close[:test[0] + 1])))}
+    meta = {"kind": "baseline_mlp", "risk": risk, "features": list(FEATURE_NAMES), "horizon": config.label.horizon,
             "min_edge": config.eval.min_edge, "timeframe": timeframe, "symbol": config.data.symbol,
             "data_source": source, "seed": config.seed, "run": run_dir.name,
             "metrics": {k: metrics[k] for k in ("log_loss", "brier", "accuracy", "auc")}}
