@@ -121,7 +121,7 @@ def main() -> None:
 
     # pandas' rolling std is itself a running update along the whole series; measure both against
     # an exact two-pass std over the last 200,000 windows.
-    tail = 200_000
+    tail = min(200_000, args.n - 19)
     win = np.lib.stride_tricks.sliding_window_view(x, 20)[-tail:]
     exact_sd = np.sqrt(((win - win.mean(axis=1, keepdims=True)) ** 2).mean(axis=1))
     ours_sd = ((ours["bb_upper"] - ours["bb_middle"]) / 2.0)[-tail:]
@@ -172,7 +172,8 @@ def main() -> None:
           f"fastest runs: {ratio_min:.1f}x from NumPy")
     print(f"\n{'output':14s} {'max |ours - pandas|':>20s} {'/ price':>10s} {'same NaN':>9s}")
     for k, v in accuracy.items():
-        print(f"{k:14s} {v['max_abs_diff']:20.3e} {v['max_diff_over_price']:10.1e} {str(v['same_nan']):>9s}")
+        print(f"{k:14s} {v['max_abs_diff']:20.3e} {v['max_diff_over_price']:10.1e} "
+              f"{str(v['same_nan']):>9s}")
     print(f"Bollinger std vs exact two-pass (last {tail:,} windows): ours max err "
           f"{exact_std['ours_max_abs_err']:.2e}, pandas {exact_std['pandas_max_abs_err']:.2e}")
     print(f"\n{'streaming kernel':14s} {'ns/update (median)':>20s} {'(min)':>8s}")

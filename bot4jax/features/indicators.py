@@ -8,8 +8,8 @@ Conventions (each equals a pandas expression, the reference the tests hold us to
 
     sma(x, w)          x.rolling(w).mean()
     ema(x, s)          x.ewm(span=s, adjust=False, min_periods=s).mean()
-    rsi(x, p)          Wilder: ewm(alpha=1/p, adjust=False, min_periods=p) of the gains and losses of
-                       x.diff(), then 100 * avg_gain / (avg_gain + avg_loss)
+    rsi(x, p)          Wilder: ewm(alpha=1/p, adjust=False, min_periods=p) of the gains and
+                       losses of x.diff(), then 100 * avg_gain / (avg_gain + avg_loss)
     macd(x, f, s, g)   ema_f(x) - ema_s(x) and its ewm(span=g, adjust=False, min_periods=g)
     bollinger(x, w, k) rolling mean +/- k * rolling std with ddof=0
 
@@ -22,19 +22,19 @@ Other non-finite prices (+-inf) are outside the contract.
 How it is computed (CPU speed and float64 accuracy at once):
 - EMA-type recursions y[t] = d*y[t-1] + a*u[t] run in blocks of 8 samples: one small matmul with
   the decay matrix gives every block's local response, the block-end states follow from the same
-  recursion one level up (8x shorter, then in blocks of 64, recursively), and each block is re-run
-  with its incoming state folded into its first input. No power beyond the 64th of a level's decay
-  and no long sums appear, so the error stays at a few ulps however long the series (a sequential
-  `lax.scan` is ~4x slower on CPU; an associative scan over the whole series is slower too and
-  multiplies long chains of d).
-- Rolling sums are formed per window from at most `window` terms, never as differences of
-  running sums along the series (cumulative sums of x and x**2 lose ~4e-6 on the mean and ~6e-3
-  on Bollinger bands of a random walk near 30,000 over 10**6 samples). The variance is summed around a price c inside the window, so the cancellation
-  in E[(x-c)^2] - E[x-c]^2 is bounded by the window length rather than by the price level, and a
-  flat window gives exactly 0. Short windows are summed directly around their last price (one
-  fused pass); long ones in chunks of `window` samples as a prefix of the window's chunk plus a
-  suffix of the chunk before, both around the first price of the window's chunk (O(1) per sample;
-  the streaming kernels use the same decomposition).
+  recursion one level up (8x shorter, recursively), and each block is re-run with its incoming
+  state folded into its first input. No power beyond the 8th of a level's decay and no long sums
+  appear, so the error stays at a few ulps however long the series (a sequential `lax.scan` is
+  ~4x slower on CPU; an associative scan over the whole series is slower too and multiplies long
+  chains of d).
+- Rolling sums are formed per window from at most `window` terms, never as differences of running
+  sums along the series (cumulative sums of x and x**2 lose ~4e-6 on the mean and ~6e-3 on the
+  Bollinger bands of a random walk near 30,000 over 10**6 samples). The variance is summed around
+  a price c inside the window, so the cancellation in E[(x-c)^2] - E[x-c]^2 is bounded by the
+  window length rather than by the price level, and a flat window gives exactly 0. Short windows
+  are summed directly around their last price (one fused pass); long ones in chunks of `window`
+  samples, as a prefix of the window's chunk plus a suffix of the chunk before, both around the
+  first price of the window's chunk (O(1) per sample; the streaming kernels use the same split).
 """
 from __future__ import annotations
 
@@ -44,8 +44,7 @@ import numpy as np
 
 from bot4jax.jaxcfg import jax, jnp
 
-_BLOCK = 8           # block length of the blocked recursion over the series (best of 8/16/32)
-_UPPER_BLOCK = 64    # block length one level up and above (short arrays: fewer, larger blocks)
+_BLOCK = 8    # block length of the blocked recursion, at every level (measured best of 8..64)
 # Rolling windows up to these lengths are summed directly (O(window) per sample, one fused pass);
 # longer ones in chunks (O(1) per sample but ~4 passes and more memory). Crossovers measured on CPU.
 _SMA_DIRECT_MAX = 256
@@ -55,9 +54,8 @@ _BOLLINGER_DIRECT_MAX = 64
 def _series(x) -> jax.Array:
     x = jnp.asarray(x, dtype=jnp.float64)
     if x.ndim not in (1, 2):
-        raise ValueError(
-            f"prices must have shape (n,) or (m, n) with time along the last axis; got shape {x.shape}"
-        )
+        raise ValueError("prices must have shape (n,) or (m, n) with time along the last axis; "
+                         f"got shape {x.shape}")
     return x
 
 
@@ -79,15 +77,14 @@ def _decay_matrix(d: float, gain: float, b: int) -> np.ndarray:
     return np.where(lag >= 0, gain * np.power(d, np.maximum(lag, 0).astype(np.float64)), 0.0)
 
 
-def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array,
-                       block: int = _BLOCK) -> jax.Array:
+def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
     """y[..., t] = d * y[..., t-1] + gain * u[..., t] with y[..., -1] = y0.
 
     u: (..., n) float64; y0: (...,); d, gain: Python floats. Returns (..., n).
     A NaN in u at t makes y NaN from t on and nowhere before (as the sequential recursion would).
     """
     n = u.shape[-1]
-    b = max(1, min(block, n))          # a short series is one block, not padded to a long one
+    b = max(1, min(_BLOCK, n))         # a short series is one block, not padded to a long one
     nb = -(-n // b)
     lead = u.shape[:-1]
     U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
@@ -98,7 +95,7 @@ def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array,
     if nb == 1:
         prev = y0[..., None]
     else:
-        state = _linear_recurrence(ends, d**b, 1.0, y0, _UPPER_BLOCK)   # state after each block
+        state = _linear_recurrence(ends, d**b, 1.0, y0)          # state at the end of each block
         prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
     col = jnp.arange(b)
     bad = jnp.isnan(U)
@@ -253,7 +250,8 @@ def macd(x, fast: int = 12, slow: int = 26, signal: int = 9):
     NaN for t < t0 = max(fast, slow) - 1.
     signal = adjust=False EMA (span `signal`) of the macd line, seeded at macd[t0];
     NaN for t < t0 + signal - 1. histogram = macd - signal (NaN where signal is).
-    pandas: `m = ewm(span=fast, adjust=False, min_periods=fast).mean() - ewm(span=slow, ...).mean()`,
+    pandas: `m = ewm(span=fast, adjust=False, min_periods=fast).mean()
+    - ewm(span=slow, adjust=False, min_periods=slow).mean()`,
     `s = m.ewm(span=signal, adjust=False, min_periods=signal).mean()`, `h = m - s`.
     """
     fast = _check_int("fast", fast)

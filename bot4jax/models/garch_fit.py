@@ -493,6 +493,9 @@ class FitOut(NamedTuple):
     backcast: jnp.ndarray  # (n,)
 
 
+MIN_SHRINK = 16  # smaller batches gain too little from compaction to pay for compiling its levels
+
+
 def _levels(n: int, shrink: int) -> list[int]:
     """Batch sizes of the successive compaction levels: n, ceil(n / shrink), ..., 1."""
     sizes = [n]
@@ -508,13 +511,13 @@ def fit_batch(r_tm, max_persistence, l2, dist: str, max_iter: int, tol: float, s
     would keep the whole batch busy. The batch therefore shrinks in levels: all n series iterate
     until at most n / shrink are still running, those are gathered into a batch of that size and
     iterate until at most n / shrink^2 are running, and so on down to one. Each series follows the
-    same path as it would alone (shrink=0: no compaction).
+    same path as it would alone. Batches of at most MIN_SHRINK series (or shrink < 2) run as one.
     """
     t, n = r_tm.shape
     c = make_consts(r_tm, max_persistence, l2)
     u0 = jax.vmap(to_u)(start_theta(r_tm, c, dist), c)
     st = qn_init(objective(r_tm, c, dist, hessian=True), u0, tol)
-    sizes = _levels(n, shrink) if shrink > 1 else [n]
+    sizes = _levels(n, shrink) if shrink > 1 and n > MIN_SHRINK else [n]
     for level, size in enumerate(sizes):
         last = level == len(sizes) - 1
         keep_going = None if last else (lambda s, nxt=sizes[level + 1]: jnp.sum(~s.done) > nxt)

@@ -88,7 +88,8 @@ def ours_all(x, p):
 
 def refs_all(x, p):
     return {
-        "sma": ref_sma(x, p["window"]), "ema": ref_ema(x, p["span"]), "rsi": ref_rsi(x, p["period"]),
+        "sma": ref_sma(x, p["window"]), "ema": ref_ema(x, p["span"]),
+        "rsi": ref_rsi(x, p["period"]),
         "macd": ref_macd(x, p["fast"], p["slow"], p["signal"]),
         "bollinger": ref_bollinger(x, p["window"], 2.0),
     }
@@ -99,15 +100,16 @@ def assert_matches(ours, ref, scale, rel=1e-9, what="", slack=0.0):
     ours = np.asarray(ours)
     ref = np.asarray(ref)
     assert ours.dtype == np.float64 and ours.shape == ref.shape, what
-    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref), err_msg=f"NaN places differ: {what}")
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref),
+                                  err_msg=f"NaN places differ: {what}")
     scale = np.broadcast_to(np.abs(scale), ref.shape)
     ok = ~np.isnan(ref)
     err = np.abs(ours[ok] - ref[ok])
     tol = rel * (np.abs(ref[ok]) + scale[ok]) + np.broadcast_to(slack, ref.shape)[ok]
     if not np.all(err <= tol):
         i = np.argmax(err / tol)
-        raise AssertionError(f"{what}: |diff| {err[i]:.3e} > tol {tol[i]:.3e} (ours {ours[ok][i]!r}, "
-                             f"ref {ref[ok][i]!r})")
+        raise AssertionError(f"{what}: |diff| {err[i]:.3e} > tol {tol[i]:.3e} "
+                             f"(ours {ours[ok][i]!r}, ref {ref[ok][i]!r})")
 
 
 def assert_all_match(ours, refs, x, window=20, k=2.0):
@@ -178,12 +180,14 @@ def test_random_walks_match_pandas_2d(seed, log_scale, vol, flat, p):
                      for i in range(3)])
     ours = ours_all(rows, p)
     for i, x in enumerate(rows):
-        row = {k: (tuple(a[i] for a in v) if isinstance(v, tuple) else v[i]) for k, v in ours.items()}
+        row = {k: (tuple(a[i] for a in v) if isinstance(v, tuple) else v[i])
+               for k, v in ours.items()}
         assert_all_match(row, refs_all(x, p), x, window=p["window"])
         # and the std itself to the exact two-pass reference, 1e-9 of the std
         middle, upper = (np.asarray(a)[p["window"] - 1:] for a in row["bollinger"][:2])
         exact = exact_rolling_std(x, p["window"])
-        assert np.all(np.abs((upper - middle) / 2.0 - exact) <= 1e-9 * exact + 1e-12 * x[p["window"] - 1:])
+        tol = 1e-9 * exact + 1e-12 * x[p["window"] - 1:]
+        assert np.all(np.abs((upper - middle) / 2.0 - exact) <= tol)
 
 
 N_LONG = 1000

@@ -284,7 +284,8 @@ def test_updates_callable_from_njit_without_allocation():
 
 
 def test_state_is_plain_data():
-    """States are float64 arrays of the documented sizes; a copy taken mid-stream resumes exactly."""
+    """States are float64 arrays of the documented sizes; a copy taken mid-stream resumes
+    exactly."""
     for w in (1, 20):
         assert nb.sma_init(w).shape == (8 + 3 * w + 2,)
         assert nb.bollinger_init(w, 2.5)[1] == 2.5
