@@ -174,3 +174,25 @@ def test_paper_trading_polls_a_venue_and_survives_a_dropped_connection(trained, 
     assert {d["action"] for d in decisions[201:]} <= {"hold", "buy", "sell"}
     s = json.loads((live_dir / "summary.json").read_text())
     assert s["decisions"] == 59 and s["bars"] == 260
+
+
+def test_ctrl_c_stops_cleanly_and_writes_every_output(trained, tmp_path):
+    import signal
+
+    tmp, _ = trained
+    out = tmp_path / "live"
+    proc = subprocess.Popen([sys.executable, "-m", "bot4jax.live", "--checkpoints", str(tmp / "ck"), "--out", str(out),
+                             "--speed", "1", "--sim-bars", "200", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.time() + 120
+    while not list(out.glob("*/decisions.csv")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the loop is now waiting for the next bar (one minute at --speed 1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    (run_dir,) = out.iterdir()
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["interrupted"] is True and 1 <= s["bars"] < 200
+    assert (run_dir / "trades.csv").is_file() and stdout.strip() == str(run_dir)

@@ -44,7 +44,7 @@ import numpy as np
 
 from bot4jax.jaxcfg import jax, jnp
 
-_BLOCK = 8    # block length of the blocked recursion, at every level (measured best of 8..64)
+_BLOCK = 16   # block length of the blocked recursion, at every level (measured best of 8..64)
 # Rolling windows up to these lengths are summed directly (O(window) per sample, one fused pass);
 # longer ones in chunks (O(1) per sample but ~4 passes and more memory). Crossovers measured on CPU.
 _SMA_DIRECT_MAX = 256
@@ -78,10 +78,15 @@ def _decay_matrix(d: float, gain: float, b: int) -> np.ndarray:
 
 
 def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
-    """y[..., t] = d * y[..., t-1] + gain * u[..., t] with y[..., -1] = y0.
+    """y[..., t] = d * y[..., t-1] + gain * u[..., t] with y[..., -1] = y0, for NaN-free u.
 
     u: (..., n) float64; y0: (...,); d, gain: Python floats. Returns (..., n).
-    A NaN in u at t makes y NaN from t on and nowhere before (as the sequential recursion would).
+    Blocks of `_BLOCK` samples: the block-end states come from one matvec per block (zero incoming
+    state) and the same recursion one level up (16x shorter, recursively); each block is then
+    re-run by one small matmul with its incoming state folded into its first input. NaN inputs
+    would spread through a whole block (0 * NaN in the matmul), so callers route series holding
+    a NaN through `_nan_from_first` instead of handling NaN here (that keeps the clean path to two
+    passes over the data).
     """
     n = u.shape[-1]
     b = max(1, min(_BLOCK, n))         # a short series is one block, not padded to a long one
@@ -89,23 +94,33 @@ def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> ja
     lead = u.shape[:-1]
     U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
     L = _decay_matrix(d, gain, b)
-    # Block-local final states (zero incoming state); a NaN anywhere in a block makes its end NaN,
-    # which the level above carries into every later block.
-    ends = U @ L[-1]
+    ends = U @ L[-1]                   # block-local final states (zero incoming state)
     if nb == 1:
         prev = y0[..., None]
     else:
         state = _linear_recurrence(ends, d**b, 1.0, y0)          # state at the end of each block
         prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
-    col = jnp.arange(b)
-    bad = jnp.isnan(U)
-    first_bad = jnp.min(jnp.where(bad, col, b), axis=-1, keepdims=True)
     # The incoming state enters as an extra input at the block's first sample: y = d*prev + gain*u0.
-    U2 = jnp.where(bad, 0.0, U) + jnp.where(col == 0, (d / gain) * prev[..., None], 0.0)
-    # NaN inputs were zeroed above because a matmul would spread them to the whole block (0*NaN);
-    # put them back from their own position on.
-    Y = jnp.where(col >= first_bad, jnp.nan, U2 @ L.T)
-    return Y.reshape(*lead, nb * b)[..., :n]
+    U2 = U + jnp.where(jnp.arange(b) == 0, (d / gain) * prev[..., None], 0.0)
+    return (U2 @ L.T).reshape(*lead, nb * b)[..., :n]
+
+
+def _nan_from_first(fn, x: jax.Array):
+    """fn(x) for a recursive indicator, NaN from each row's first NaN price on.
+
+    fn maps prices (..., n) to a tuple of arrays shaped like x. Clean input (the normal case: the
+    data layer rejects NaN) runs fn directly; otherwise fn runs on the prices with NaN replaced by
+    0 and every output is NaN from the row's first NaN on — what the sequential recursion gives,
+    since a NaN input poisons every later state and no earlier one. `lax.cond` runs one branch.
+    """
+    bad = jnp.isnan(x)
+
+    def masked(x):
+        idx = jnp.arange(x.shape[-1])
+        first = jnp.min(jnp.where(bad, idx, x.shape[-1]), axis=-1, keepdims=True)
+        return tuple(jnp.where(idx >= first, jnp.nan, y) for y in fn(jnp.where(bad, 0.0, x)))
+
+    return jax.lax.cond(jnp.any(bad), masked, fn, x)
 
 
 def _ema_line(x: jax.Array, span: int) -> jax.Array:
@@ -138,7 +153,7 @@ def _chunked_window_sums(x: jax.Array, window: int, squares: bool = True):
     The series is cut into chunks of w = window samples. A window ending at position j of chunk k
     is the prefix [0, j] of chunk k plus the suffix (j, w) of chunk k-1, both summed around
     c = the first price of chunk k, which lies inside every such window. Prefixes and suffixes are
-    in-chunk running sums (the blocked recursion with d = 1, the suffix one run backwards), so no
+    in-chunk running sums (`cumsum` within each chunk, the suffix one run backwards), so no
     sum spans more than one chunk and none is a difference of two sums.
     Returns (c, s1, s2) shaped like x, s1 = sum over the window of (x - c), s2 of (x - c)**2
     (None unless `squares`).
@@ -149,10 +164,10 @@ def _chunked_window_sums(x: jax.Array, window: int, squares: bool = True):
     X = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nc * window - n)]).reshape(*lead, nc, window)
     c = X[..., 0]
     c_next = jnp.concatenate([c[..., 1:], c[..., -1:]], axis=-1)    # the shift chunk k+1 uses
-    zero = jnp.zeros(X.shape[:-1])
 
     def prefix(v):                                  # sum over in-chunk positions <= j
-        return _linear_recurrence(v, 1.0, 1.0, zero)
+        # A prefix sum only adds earlier terms, so a NaN reaches exactly the sums that hold it.
+        return jnp.cumsum(v, axis=-1)
 
     def suffix_after(v):                            # sum over in-chunk positions > j
         s = jnp.flip(prefix(jnp.flip(v, axis=-1)), axis=-1)
@@ -203,7 +218,8 @@ def ema(x, span: int) -> jax.Array:
     x = _series(x)
     if x.shape[-1] == 0:
         return x
-    return _warmup(_ema_line(x, span), span - 1)
+    (line,) = _nan_from_first(lambda v: (_ema_line(v, span),), x)
+    return _warmup(line, span - 1)
 
 
 @partial(jax.jit, static_argnames=("period",))
@@ -225,20 +241,25 @@ def rsi(x, period: int = 14) -> jax.Array:
     n = x.shape[-1]
     if n < 2:
         return jnp.full_like(x, jnp.nan)
-    # delta[t] = x[t] - x[t-1]; index 0 repeats the first change so the recursion seeded at it
-    # reproduces avg[1] = value[1] (index 0 itself is warm-up).
-    x_prev = jnp.concatenate([x[..., :1], x[..., :-1]], axis=-1)
-    delta = jnp.where(jnp.arange(n) == 0, x[..., 1:2] - x[..., :1], x - x_prev)
-    gain = jnp.maximum(delta, 0.0)     # jnp.maximum propagates NaN
-    loss = jnp.maximum(-delta, 0.0)
     alpha = 1.0 / period
-    # Two 1-D recursions rather than one on a stacked (2, n) array: XLA then fuses the diff into
-    # each recursion's first pass instead of materialising the stack (measured ~2x faster).
-    gain = _linear_recurrence(gain, 1.0 - alpha, alpha, gain[..., 0])
-    loss = _linear_recurrence(loss, 1.0 - alpha, alpha, loss[..., 0])
-    total = gain + loss
-    # gain/total is exactly 1 when loss == 0 (and 0 when gain == 0), so those cases are exact.
-    value = jnp.where(total == 0.0, 50.0, 100.0 * (gain / jnp.where(total == 0.0, 1.0, total)))
+
+    def averages(v):
+        # delta[t] = v[t] - v[t-1]; index 0 repeats the first change so the recursion seeded at it
+        # reproduces avg[1] = value[1] (index 0 itself is warm-up).
+        v_prev = jnp.concatenate([v[..., :1], v[..., :-1]], axis=-1)
+        delta = jnp.where(jnp.arange(n) == 0, v[..., 1:2] - v[..., :1], v - v_prev)
+        gain = jnp.maximum(delta, 0.0)
+        loss = jnp.maximum(-delta, 0.0)
+        # Two 1-D recursions rather than one on a stacked (2, n) array: XLA then fuses the diff
+        # into each recursion's first pass instead of materialising the stack (measured faster).
+        gain = _linear_recurrence(gain, 1.0 - alpha, alpha, gain[..., 0])
+        loss = _linear_recurrence(loss, 1.0 - alpha, alpha, loss[..., 0])
+        total = gain + loss
+        # gain/total is exactly 1 when loss == 0 (and 0 when gain == 0), so those cases are exact.
+        return (jnp.where(total == 0.0, 50.0,
+                          100.0 * (gain / jnp.where(total == 0.0, 1.0, total))),)
+
+    (value,) = _nan_from_first(averages, x)
     return _warmup(value, period)
 
 
@@ -263,12 +284,16 @@ def macd(x, fast: int = 12, slow: int = 26, signal: int = 9):
     if n <= t0:
         nan = jnp.full_like(x, jnp.nan)
         return nan, nan, nan
-    line = _ema_line(x, fast) - _ema_line(x, slow)
-    # Before t0 the signal recursion is fed macd[t0] (a fixed point of the recursion), so it starts
-    # exactly at macd[t0] there.
-    seeded = jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line)
     alpha = 2.0 / (signal + 1.0)
-    sig = _linear_recurrence(seeded, 1.0 - alpha, alpha, line[..., t0])
+
+    def lines(v):
+        line = _ema_line(v, fast) - _ema_line(v, slow)
+        # Before t0 the signal recursion is fed macd[t0] (a fixed point of the recursion), so it
+        # starts at macd[t0] there.
+        seeded = jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line)
+        return line, _linear_recurrence(seeded, 1.0 - alpha, alpha, line[..., t0])
+
+    line, sig = _nan_from_first(lines, x)
     line = _warmup(line, t0)
     sig = _warmup(sig, t0 + signal - 1)
     return line, sig, line - sig

@@ -339,8 +339,6 @@ def objective(r_tm, c: Consts, dist: str, hessian: bool) -> Callable:
 # a 3 x 3 grid: on simulated and real (hourly BTC) series it leaves the optimiser about as few
 # iterations as arch's 4 x 4 grid, at half the cost
 START_ALPHA = (0.03, 0.07, 0.15)
-START_OBS = None
-HESS_OBS = None
 START_PERSISTENCE = (0.85, 0.95, 0.99)
 
 
@@ -352,8 +350,6 @@ def start_theta(r_tm, c: Consts, dist: str):
     the standardised residuals at that start, (4k - 6)/(k - 3), as arch (12 when k <= 3.75).
     """
     v = c.sd**2
-    if START_OBS is not None:
-        r_tm = r_tm[:START_OBS]
     e = r_tm - c.mu0
     e2 = e * e
     e2_prev = _lagged(e2, c.backcast)
@@ -422,12 +418,9 @@ def _finite(*xs):
     return out
 
 
-def qn_init(f_hess, u0, tol: float, f_grad=None, scale=1.0) -> QNState:
+def qn_init(f_hess, u0, tol: float) -> QNState:
     """Evaluate value, gradient and the exact Hessian at u0."""
     obj, grad, hess = f_hess(u0)
-    if f_grad is not None:
-        obj, grad = f_grad(u0)
-        hess = hess * scale
     hinv = _inverse_negative(hess)
     dec = jnp.einsum("ni,nij,nj->n", grad, hinv, grad)
     ok = _finite(obj, grad, hess)
@@ -523,10 +516,7 @@ def fit_batch(r_tm, max_persistence, l2, dist: str, max_iter: int, tol: float, s
     t, n = r_tm.shape
     c = make_consts(r_tm, max_persistence, l2)
     u0 = jax.vmap(to_u)(start_theta(r_tm, c, dist), c)
-    if HESS_OBS is not None and HESS_OBS < t:
-        st = qn_init(objective(r_tm[:HESS_OBS], c, dist, hessian=True), u0, tol, objective(r_tm, c, dist, hessian=False), t / HESS_OBS)
-    else:
-        st = qn_init(objective(r_tm, c, dist, hessian=True), u0, tol)
+    st = qn_init(objective(r_tm, c, dist, hessian=True), u0, tol)
     sizes = _levels(n, shrink) if shrink > 1 and n > MIN_SHRINK else [n]
     for level, size in enumerate(sizes):
         last = level == len(sizes) - 1

@@ -328,3 +328,19 @@ def test_dtype_and_validation():
         macd(np.ones(N), 12, 26, 0)
     with pytest.raises(ValueError, match=r"shape \(n,\) or \(m, n\)"):
         bollinger(np.ones((2, 2, N)))
+
+
+def test_nan_in_one_row_leaves_other_rows_alone():
+    """A NaN in one row of a batch sends the recursive indicators down their NaN path for the
+    whole batch; the clean rows still equal their clean results and the dirty row is NaN from
+    its NaN on."""
+    rows = np.stack([random_walk(21), random_walk(22)])
+    dirty = rows.copy()
+    dirty[1, 150] = np.nan
+    for name, fn in [("ema", lambda v: (ema(v, 20),)), ("rsi", lambda v: (rsi(v, 14),)),
+                     ("macd", lambda v: macd(v))]:
+        for c, d in zip(fn(rows), fn(dirty)):
+            c, d = np.asarray(c), np.asarray(d)
+            np.testing.assert_array_equal(d[0], c[0], err_msg=name)
+            np.testing.assert_array_equal(d[1, :150], c[1, :150], err_msg=name)
+            assert np.all(np.isnan(d[1, 150:])), name
