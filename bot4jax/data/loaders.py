@@ -45,15 +45,17 @@ import io
 import json
 import logging
 import re
-import warnings
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
 from bot4jax.data.binance_ws import capture_book, capture_trades, depth_rows_book
+from bot4jax.data.columns import (
+    is_number, lower_strings, maker_to_side, object_array, to_float, to_ids,
+    to_ms, to_side,
+)
 from bot4jax.data.types import Bars, Book, Repair, Trades, take, validate
 from bot4jax.errors import ConfigError, DataError
 
@@ -76,16 +78,6 @@ _DEPTH = ("first_update_id", "last_update_id", "update_type", "side", "price", "
 _FT_CANDLE = ("ts", "open", "high", "low", "close", "volume")
 _FT_TRADE = ("ts", "id", "type", "side", "price", "amount", "cost")
 
-_BUY = ["buy", "b", "1", "+1", "1.0"]
-_SELL = ["sell", "s", "-1", "-1.0"]
-_TRUE = ["true", "t", "1", "1.0", "yes", "y"]
-_FALSE = ["false", "f", "0", "0.0", "no", "n"]
-# Tried in order after ISO 8601 (datetime.fromisoformat); day-first / month-first layouts such as
-# 01/02/2020 are left out on purpose: they cannot be told apart.
-_DATE_FORMATS = ("%Y-%m-%d %I-%p", "%Y-%m-%d %I %p", "%Y-%m-%d %I:%M %p", "%Y-%m-%d %I:%M:%S %p",
-                 "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y.%m.%d %H:%M:%S",
-                 "%Y.%m.%d %H:%M", "%Y.%m.%d", "%d %b %Y %H:%M:%S", "%d %b %Y", "%b %d, %Y")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _REPAIR_HINT = "; pass repair=True (--repair) to drop bad rows"
 
 
@@ -234,7 +226,7 @@ def _csv_table(raw: bytes, source: str, _fmt) -> _Table:
         next(reader)
     names = [h.strip() for h in next(reader)]
     header_line = reader.line_num
-    if all(_is_number(h) for h in names if h):
+    if all(is_number(h) for h in names if h):
         raise DataError(source, "the first line holds numbers, not column names: a CSV needs a header "
                         "such as ts,open,high,low,close,volume", row=1)
     body = list(reader)
@@ -258,7 +250,7 @@ def _csv_table(raw: bytes, source: str, _fmt) -> _Table:
         rows, nums = [r for r, k in zip(body, keep) if k], nums[keep]
     if not rows and not bad:
         raise DataError(source, "no data rows after the header")
-    return _Table(names, lambda j: _object_array([r[j] for r in rows]), len(rows), nums,
+    return _Table(names, lambda j: object_array([r[j] for r in rows]), len(rows), nums,
                   _width_problems(bad, names, width))
 
 
@@ -301,8 +293,6 @@ def _json_row_at(text: str, pos: int) -> int | None:
     return commas + 1 if depth >= 1 else None
 
 
-def _object_array(values) -> np.ndarray:
-    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def _rows_table(doc, source: str, names) -> _Table:
@@ -329,7 +319,7 @@ def _rows_table(doc, source: str, names) -> _Table:
         rows = [r for r, k in zip(doc, keep) if k]
         nums = np.flatnonzero(keep) + 1
     columns = list(zip(*rows)) if rows else [()] * width
-    return _Table(names, lambda j: _object_array(columns[j]), len(rows), nums, problems)
+    return _Table(names, lambda j: object_array(columns[j]), len(rows), nums, problems)
 
 
 def _records_table(doc: list, source: str) -> _Table:
@@ -341,7 +331,7 @@ def _records_table(doc: list, source: str) -> _Table:
                                  [f"{doc[i]!r:.40}" for i in bad]))
         rows = [r for r in doc if type(r) is dict]
         nums = np.array([i + 1 for i, r in enumerate(doc) if type(r) is dict])
-    return _Table(names, lambda j: _object_array([r.get(names[j]) for r in rows]), len(rows), nums,
+    return _Table(names, lambda j: object_array([r.get(names[j]) for r in rows]), len(rows), nums,
                   problems)
 
 
@@ -350,7 +340,7 @@ def _columns_table(doc: dict, source: str) -> _Table:
     if all(k.isdigit() for k in keys):
         keys.sort(key=int)
     names = list(doc.keys())
-    return _Table(names, lambda j: _object_array([doc[names[j]].get(k) for k in keys]), len(keys))
+    return _Table(names, lambda j: object_array([doc[names[j]].get(k) for k in keys]), len(keys))
 
 
 def _arrow_table(raw: bytes, source: str, fmt: str) -> _Table:
@@ -392,168 +382,6 @@ def _arrow_column(col, source: str, name: str) -> np.ndarray:
                         field=name)
     flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
     return np.asarray(flat, np.float64).reshape(len(arr), int(lengths[0]) if len(lengths) else 0)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Column conversions: each returns (values, bad-row mask or None, reason)
-
-
-def _is_number(s) -> bool:
-    try:
-        float(s)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _to_float(values: np.ndarray):
-    if values.dtype.kind in "fiu":
-        return values.astype(np.float64), None, ""
-    if values.dtype.kind != "b":
-        try:
-            out = values.astype(np.float64)  # parses strings; None would become NaN, bools 1.0
-            if values.dtype.kind != "O" or set(map(type, values.tolist())) <= {str, int, float}:
-                return out, None, ""
-        except (TypeError, ValueError):
-            pass
-    out, bad = np.full(len(values), np.nan), np.zeros(len(values), bool)
-    for i, v in enumerate(values.tolist()):
-        try:
-            if v is None or isinstance(v, bool):
-                raise TypeError
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            bad[i] = True
-    return out, bad, "not a number"
-
-
-def _ms_from_int(x: np.ndarray) -> np.ndarray:
-    a, out = np.abs(x), x.copy()
-    out[a < 10**11] *= 1000
-    out[(a >= 10**14) & (a < 10**17)] //= 1000
-    out[a >= 10**17] //= 1_000_000
-    return out
-
-
-def _ms_from_float(x: np.ndarray):
-    a = np.abs(x)
-    bad = ~np.isfinite(x) | (a >= 9.2e18)
-    out = np.zeros(len(x), np.int64)
-    for lo, hi, f in ((0, 1e11, lambda v: np.rint(v * 1000)), (1e11, 1e14, np.rint),
-                      (1e14, 1e17, lambda v: np.floor(v / 1e3)), (1e17, 9.2e18, lambda v: np.floor(v / 1e6))):
-        m = ~bad & (a >= lo) & (a < hi)
-        out[m] = f(x[m])
-    return out, bad
-
-
-def _to_ms(values: np.ndarray, exact_ms: bool = False):
-    """int64 ms UTC from epoch numbers in any unit (by magnitude), datetime64 or date strings."""
-    k = values.dtype.kind
-    if k == "M":
-        bad = np.isnat(values)
-        return values.astype("datetime64[ms]").view(np.int64).copy(), bad, "missing time"
-    if k in "iu":
-        x = values.astype(np.int64)
-        return (x if exact_ms else _ms_from_int(x)), None, ""
-    if k == "f":
-        out, bad = _ms_from_float(values)
-        return out, bad, "not a valid time"
-    if k == "O":
-        vals = values.tolist()
-        types = set(map(type, vals))
-        if types <= {int}:
-            try:
-                return _to_ms(np.array(vals, np.int64), exact_ms)
-            except OverflowError:
-                pass
-        if types <= {int, float}:
-            return _to_ms(np.array(vals, np.float64))
-        if not types <= {str}:
-            values = _object_array(["" if v is None else str(v) for v in vals])
-    if k == "b":
-        return np.zeros(len(values), np.int64), np.ones(len(values), bool), "not a time"
-    try:  # strings of integers: exact, even for nanoseconds
-        return _to_ms(values.astype(np.int64), exact_ms)
-    except (ValueError, OverflowError, TypeError):
-        pass
-    x, bad, _ = _to_float(values)
-    if bad is not None and 2 * bad.sum() > len(values):  # mostly not numbers: a column of dates
-        return _dates(np.char.strip(values.astype(str)))
-    out, bad2 = _ms_from_float(x)
-    return out, bad2 if bad is None else bad | bad2, "not a number"
-
-
-def _dates(s: np.ndarray):
-    """ms from date strings: vectorised NumPy ISO parsing, else each distinct string in Python."""
-    special = np.isin(np.char.lower(s), ["", "nat", "now", "today"])
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # NumPy only warns on a time-zone suffix: parse those below
-            d = s.astype("datetime64[ms]")
-        return d.view(np.int64).copy(), special | np.isnat(d), "not a date"
-    except (ValueError, TypeError, Warning):
-        pass
-    uniq, inverse = np.unique(s, return_inverse=True)
-    parsed = [_parse_date(u) for u in uniq.tolist()]
-    ms = np.array([-1 if p is None else p for p in parsed], np.int64)[inverse]
-    bad = np.array([p is None for p in parsed], bool)[inverse] | special
-    return ms, bad, "not a date"
-
-
-def _parse_date(s: str) -> int | None:
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        dt = None
-    for fmt in _DATE_FORMATS if dt is None else ():
-        try:
-            dt = datetime.strptime(s, fmt)
-            break
-        except ValueError:
-            continue
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _lower_strings(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind == "O":
-        values = np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
-    return np.char.lower(np.char.strip(values.astype(str)))
-
-
-def _to_side(values: np.ndarray):
-    s = _lower_strings(values)
-    side = np.where(np.isin(s, _BUY), 1, np.where(np.isin(s, _SELL), -1, 0)).astype(np.int8)
-    return side, side == 0, "not a side (buy/sell, b/s, +1/-1)"
-
-
-def _maker_to_side(values: np.ndarray):
-    s = _lower_strings(values)
-    maker, taker = np.isin(s, _TRUE), np.isin(s, _FALSE)
-    # buyer is maker => the seller took liquidity => seller-initiated (-1)
-    return np.where(maker, -1, 1).astype(np.int8), ~(maker | taker), "not a true/false flag"
-
-
-def _to_ids(values: np.ndarray) -> np.ndarray | None:
-    """int64 ids (-1 where missing), or None when the ids are not integers (e.g. UUIDs)."""
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    out = np.empty(len(values), np.int64)
-    try:
-        for i, v in enumerate(values.tolist()):
-            out[i] = -1 if v is None or v == "" else int(v) if not isinstance(v, float) else _int(v)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return out
-
-
-def _int(v: float) -> int:
-    if not v.is_integer():
-        raise ValueError
-    return int(v)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -601,7 +429,7 @@ class _Converter:
             raise DataError(self.source, "missing a time column (ts, timestamp, unix, time, open_time, "
                             f"datetime or date); the file has columns {self.t.names}", field="ts")
         j = next((j for j in candidates if _looks_numeric(self.t.get(j))), candidates[0])
-        return self(j, _to_ms, self.t.exact_ms)
+        return self(j, to_ms, self.t.exact_ms)
 
     def parsed(self, data) -> _Parsed:
         return _Parsed(data, self.t.rows, self.problems, self.bad,
@@ -612,7 +440,7 @@ def _looks_numeric(values: np.ndarray) -> bool:
     """Mostly numbers (or datetimes): a time column of epoch numbers, not of date strings."""
     if values.dtype.kind in "iufM":
         return True
-    _, bad, _ = _to_float(values)
+    _, bad, _ = to_float(values)
     return bad is None or 2 * bad.sum() <= len(values)
 
 
@@ -655,24 +483,24 @@ def _from_table(t: _Table, source: str, kind: str | None) -> _Parsed:
     c = _Converter(t, source)
     ts = c.time()
     if kind == "bars":
-        cols = [c(c.need(a, f, "bars"), _to_float) for a, f in
+        cols = [c(c.need(a, f, "bars"), to_float) for a, f in
                 ((_OPEN, "open"), (_HIGH, "high"), (_LOW, "low"), (_CLOSE, "close"))]
-        data = Bars(ts, *cols, c(_volume(c), _to_float))
+        data = Bars(ts, *cols, c(_volume(c), to_float))
     elif kind == "trades":
-        price = c(c.need(_PRICE, "price", "trade price"), _to_float)
-        amount = c(c.need(_AMOUNT, "amount", "trade size in the base currency"), _to_float)
+        price = c(c.need(_PRICE, "price", "trade price"), to_float)
+        amount = c(c.need(_AMOUNT, "amount", "trade size in the base currency"), to_float)
         j = c.t.find(_SIDE)
         if j is not None:
-            side = c(j, _to_side)
+            side = c(j, to_side)
         else:
-            side = c(c.need(_MAKER, "side", "buy/sell, or a buyer-is-maker flag m"), _maker_to_side)
+            side = c(c.need(_MAKER, "side", "buy/sell, or a buyer-is-maker flag m"), maker_to_side)
         j = c.t.find(_ID)
-        ids = _to_ids(t.get(j)) if j is not None else None
+        ids = to_ids(t.get(j)) if j is not None else None
         if j is not None and ids is None:
             log.info("%s: trade ids in column '%s' are not integers; Trades.id is -1", source, t.names[j])
         data = Trades(ts, price, amount, side, ids)
     else:
-        cols = [c(c.need((f,), f, "book levels"), _to_float) for f in _BOOK]
+        cols = [c(c.need((f,), f, "book levels"), to_float) for f in _BOOK]
         data = Book(ts, *cols)
     return c.parsed(data)
 
@@ -685,8 +513,8 @@ def _depth_book(t: _Table, source: str, kind: str | None, levels: int) -> _Parse
     ts = c.time()
     fu, lu = c(t.index["first_update_id"], _to_int), c(t.index["last_update_id"], _to_int)
     pu = c(t.index["pu"], _to_int) if "pu" in t.index else np.full(t.n, -1, np.int64)
-    price, qty = c(t.index["price"], _to_float), c(t.index["qty"], _to_float)
-    side, utype = _lower_strings(t.get(t.index["side"])), _lower_strings(t.get(t.index["update_type"]))
+    price, qty = c(t.index["price"], to_float), c(t.index["qty"], to_float)
+    side, utype = lower_strings(t.get(t.index["side"])), lower_strings(t.get(t.index["update_type"]))
     for name, values, allowed in (("side", side, ("a", "b")), ("update_type", utype, ("snap", "set"))):
         bad = ~np.isin(values, allowed)
         if bad.any():
