@@ -31,6 +31,7 @@ import numpy as np
 from bot4jax.jaxcfg import jax, jnp
 from bot4jax.models import garch
 from bot4jax.models import garch_fit as _gf
+from bot4jax.models import garch_lik as _lik
 
 __all__ = ["DccResult", "fit_dcc", "correlation_path"]
 
@@ -154,7 +155,7 @@ def fit_dcc(
         bad = int(np.argmin(np.all(np.isfinite(uni.theta()), axis=1)))
         raise ValueError(f"returns: the GARCH fit of asset column {bad} failed (constant series?)")
     theta = uni.theta()
-    s = np.asarray(_gf.variance_path(jnp.asarray(theta), jnp.asarray(x), jnp.asarray(uni.backcast)))
+    s = np.asarray(_lik.variance_path(jnp.asarray(theta), jnp.asarray(x), jnp.asarray(uni.backcast)))
     z = (x - theta[:, 0]) / np.sqrt(s)
     ab, ll, ok, qbar, r = _fit_ab(jnp.asarray(z), max_iter=int(max_iter), tol=float(tol))
     r = np.asarray(r)

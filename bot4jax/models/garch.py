@@ -17,9 +17,10 @@ variance (arch's bounds), alpha, beta >= 0, alpha + beta < max_persistence, nu i
 
 `l2` adds the penalty l2 * T * (alpha^2 + beta^2) to the negative log-likelihood (a ridge on the
 dynamics, shrinking towards constant variance); the reported `loglik` is the unpenalised one.
-The likelihood, its exact derivatives and the optimiser (BFGS from the exact Hessian, in
-unconstrained coordinates) live in `garch_fit`; the live one-return update is the Numba kernel
-`bot4jax.kernels.garch_nb` (`GarchResult.stream_state()` positions it after the sample).
+The likelihood and its exact derivatives live in `garch_lik`, the optimiser (BFGS from the exact
+Hessian, in unconstrained coordinates, batched and chunked) in `garch_fit`; the live one-return
+update is the Numba kernel `bot4jax.kernels.garch_nb` (`GarchResult.stream_state()` positions it
+after the sample). DCC-GARCH is in `bot4jax.models.dcc`.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import numpy as np
 from bot4jax.jaxcfg import jax, jnp
 from bot4jax.kernels.garch_nb import init_state, make_params
 from bot4jax.models import garch_fit as _gf
+from bot4jax.models import garch_lik as _lik
 
 __all__ = ["GarchResult", "GarchBatch", "fit", "fit_many", "forecast_variance", "simulate"]
 
@@ -156,6 +158,9 @@ def simulate(params: Mapping[str, float], n: int, key, dist: str = "t", burn: in
     """
     _check_dist(dist)
     names = _gf.PARAM_NAMES[dist]
+    missing = [k for k in names if k not in params]
+    if missing:
+        raise ValueError(f"simulate(dist={dist!r}) needs params {names}; missing {missing}")
     theta = jnp.array([float(params[k]) for k in names])
     r, s = _simulate(theta, key, n=int(n), burn=int(burn), dist=dist, paths=1 if paths is None else int(paths))
     r, s = np.asarray(r), np.asarray(s)
@@ -190,14 +195,14 @@ def _summary(theta, r, bc, dist: str, l2):
     """Variance path (T,) and robust standard errors (P,) at theta (P,) for one series r (T,)."""
     t = r.shape[0]
     th, r_tm, b = theta[None], r[:, None], jnp.reshape(bc, (1,))
-    ev = _gf.evaluate(th, r_tm, b, dist, hessian=True, scores=True)
+    ev = _lik.evaluate(th, r_tm, b, dist, hessian=True, scores=True)
     w = 2.0 * l2 * t
     hess = ev.hess[0].at[2, 2].add(-w).at[3, 3].add(-w) / t
     inv = jnp.linalg.inv(hess)
     sc = ev.scores[:, 0, :] - jnp.mean(ev.scores[:, 0, :], axis=0)
     score_cov = sc.T @ sc / (t - 1)
     cov = inv @ score_cov @ inv / t
-    return _gf.variance_path(th, r_tm, b)[:, 0], jnp.sqrt(jnp.diag(cov))
+    return _lik.variance_path(th, r_tm, b)[:, 0], jnp.sqrt(jnp.diag(cov))
 
 
 @functools.partial(jax.jit, static_argnames=("dist", "max_iter", "tol"))
@@ -265,7 +270,7 @@ def fit(
 
 @functools.partial(jax.jit, static_argnames=("dist", "max_iter", "tol"))
 def _fit_batch(r2, max_persistence, l2, dist: str, max_iter: int, tol: float):
-    return _gf.fit_batch(r2.T, max_persistence, l2, dist, max_iter, tol)
+    return _gf.fit_chunked(r2.T, max_persistence, l2, dist, max_iter, tol)
 
 
 @dataclass(frozen=True, eq=False)

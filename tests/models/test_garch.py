@@ -10,7 +10,7 @@ import pytest
 from bot4jax.jaxcfg import jax, jnp
 from bot4jax.kernels.garch_nb import garch_variance_path_nb, garch_variance_update_nb, init_state
 from bot4jax.models import garch
-from bot4jax.models import garch_fit as gf
+from bot4jax.models import garch_lik as gf
 
 arch = pytest.importorskip("arch")
 from arch import arch_model  # noqa: E402
