@@ -55,3 +55,14 @@ def _prog_name() -> str:
         name = spec.name.removesuffix(".__main__")
         return f"python -m {name}"
     return "bot4jax"
+
+
+def config_from_flags(parser, config_cls, argv):
+    """Parse flags into `config_cls` (defaults < `--config` TOML < flags, each flag's `dest` a dotted
+    config key) and return (config, json_logs, progress). The parser must define --config,
+    --log-json and --no-progress, which are not config fields."""
+    from bot4jax import config as cfg
+
+    args = vars(parser.parse_args(argv))
+    toml, json_logs, no_progress = args.pop("config"), args.pop("log_json"), args.pop("no_progress")
+    return cfg.load(config_cls, toml, args), json_logs, not no_progress

@@ -196,3 +196,11 @@ def test_ctrl_c_stops_cleanly_and_writes_every_output(trained, tmp_path):
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["interrupted"] is True and 1 <= s["bars"] < 200
     assert (run_dir / "trades.csv").is_file() and stdout.strip() == str(run_dir)
+
+
+def test_live_flag_is_refused_so_no_real_order_can_be_sent(tmp_path):
+    from bot4jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="paper mode"):
+        live_main(["--live", "--exchange", "binance", "--out", str(tmp_path), "--no-progress"])
+    assert not any(tmp_path.iterdir())  # refused before anything ran

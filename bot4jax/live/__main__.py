@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from bot4jax import config as cfg
-from bot4jax.cli import run_cli
+from bot4jax.cli import config_from_flags, run_cli
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,20 +56,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slippage-bps", dest="slippage_bps", type=float,
                    help=f"slippage per side in bps (default {d.slippage_bps})")
     p.add_argument("--live", action="store_const", const=True,
-                   help="send real orders to --exchange (API keys from BOT4JAX_API_KEY / BOT4JAX_API_SECRET)")
+                   help="send real orders to --exchange: refused in this version (paper trading only) "
+                        "until the crash-safe order journal lands")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
 
 
 def main(argv=None) -> int:
-    args = vars(parser().parse_args(argv))
-    toml, json_logs, no_progress = args.pop("config"), args.pop("log_json"), args.pop("no_progress")
-    config = cfg.load(cfg.LiveConfig, toml, args)
+    config, json_logs, progress = config_from_flags(parser(), cfg.LiveConfig, argv)
     from bot4jax.live.loop import run_live  # after parsing: --help stays instant
-    print(run_live(config, progress=not no_progress, json_logs=json_logs))
+    print(run_live(config, progress=progress, json_logs=json_logs))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(run_cli(main))

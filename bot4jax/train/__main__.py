@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from bot4jax import config as cfg
-from bot4jax.cli import run_cli
+from bot4jax.cli import config_from_flags, run_cli
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,14 +40,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = vars(parser().parse_args(argv))
-    toml, json_logs, no_progress = args.pop("config"), args.pop("log_json"), args.pop("no_progress")
-    config = cfg.load(cfg.TrainConfig, toml, args)
+    config, json_logs, progress = config_from_flags(parser(), cfg.TrainConfig, argv)
     from bot4jax.train.pipeline import run_training  # after parsing: --help stays instant
-    run_dir = run_training(config, progress=not no_progress, json_logs=json_logs)
-    print(run_dir)
+    print(run_training(config, progress=progress, json_logs=json_logs))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(run_cli(main))
