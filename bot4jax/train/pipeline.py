@@ -129,7 +129,7 @@ def run_training(config: TrainConfig, progress: bool = True, json_logs: bool = F
     risk = {"payoff_ratio": payoff_ratio(fwd[train]),
             "volatility": fit_bar_volatility(np.diff(np.log(bars.close[:test[0] + 1])))}
     meta = {"kind": "baseline_mlp", "risk": risk, "features": list(FEATURE_NAMES), "horizon": config.label.horizon,
-            "min_edge": config.eval.min_edge, "timeframe": timeframe, "symbol": config.data.symbol,
+            "timeframe": timeframe, "symbol": config.data.symbol,
             "data_source": source, "seed": config.seed, "run": run_dir.name,
             "metrics": {k: metrics[k] for k in ("log_loss", "brier", "accuracy", "auc")}}
     save_model(run_dir / "model", fit.params, meta)
