@@ -41,3 +41,13 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("seed = = 1\n")
     with pytest.raises(ConfigError, match="bad.toml"):
         cfg.load(cfg.TrainConfig, bad)
+
+
+def test_shipped_experiment_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
+    assert configs
+    for path in configs:
+        assert isinstance(cfg.load(cfg.TrainConfig, path), cfg.TrainConfig)
+    assert cfg.load(cfg.TrainConfig, configs[0].parent / "baseline.toml") == cfg.TrainConfig()
