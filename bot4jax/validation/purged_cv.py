@@ -27,6 +27,7 @@ __all__ = [
     "backtest_paths",
     "combinatorial_purged_cv",
     "contiguous_groups",
+    "cpcv_groups",
     "purged_kfold",
     "time_decay_weights",
     "uniqueness_weights",
@@ -88,6 +89,17 @@ def contiguous_groups(n: int, n_groups: int) -> list[np.ndarray]:
     return [np.arange(bounds[g], bounds[g + 1], dtype=np.int64) for g in range(n_groups)]
 
 
+def cpcv_groups(n: int, n_groups: int) -> list[np.ndarray]:
+    """The groups of combinatorial purged CV: N-1 groups of ``n // N`` samples, the last one taking the
+    remainder. This is skfolio's ``CombinatorialPurgedCV`` layout (the reference the splits are tested
+    against); it differs from ``contiguous_groups`` only when N does not divide n.
+    """
+    contiguous_groups(n, n_groups)  # the same argument checks
+    size = n // n_groups
+    bounds = [g * size for g in range(n_groups)] + [n]
+    return [np.arange(bounds[g], bounds[g + 1], dtype=np.int64) for g in range(n_groups)]
+
+
 def _purged_train(t0, t1, test_groups: list[np.ndarray], h: int) -> np.ndarray:
     """Indices neither in a test group, nor overlapping one's span, nor in the h samples after one."""
     n = t0.shape[0]
@@ -124,7 +136,7 @@ def combinatorial_purged_cv(
 ) -> list[Split]:
     """Combinatorial purged CV (AFML 12.4): every choice of k test groups out of N contiguous groups.
 
-    The samples are cut into ``N = n_groups`` contiguous groups (as ``numpy.array_split``); split s
+    The samples are cut into ``N = n_groups`` contiguous groups (``cpcv_groups``); split s
     tests on the s-th combination of ``itertools.combinations(range(N), k)`` and trains on the rest,
     purged and embargoed around each of its k test groups separately (as ``purged_kfold``).
     There are C(N, k) splits; each sample is tested in C(N-1, k-1) of them. Use ``backtest_paths``
@@ -136,7 +148,7 @@ def combinatorial_purged_cv(
     t0, t1 = _check_times(t0, t1)
     _check_k(n_groups, n_test_groups)
     h = _embargo_size(embargo, t0.shape[0])
-    groups = contiguous_groups(t0.shape[0], n_groups)
+    groups = cpcv_groups(t0.shape[0], n_groups)
     splits = []
     for combo in itertools.combinations(range(n_groups), n_test_groups):
         test_groups = [groups[g] for g in combo]

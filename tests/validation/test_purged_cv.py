@@ -24,6 +24,12 @@ from bot4jax.validation.purged_cv import (
 SETTINGS = settings(max_examples=60, deadline=None)
 
 
+def skfolio_layout(n, n_groups):
+    """CPCV groups as skfolio cuts them: N - 1 groups of n // N, the remainder in the last."""
+    size = n // n_groups
+    return [np.arange(g * size, (g + 1) * size if g < n_groups - 1 else n) for g in range(n_groups)]
+
+
 # ---------------------------------------------------------------------------------------- strategies
 
 
@@ -157,7 +163,7 @@ def test_cpcv_purges_embargoes_and_tests_each_sample_c_times(data, n_groups, k, 
     k = min(k, n_groups - 1)
     splits = combinatorial_purged_cv(t0, t1, n_groups, k, embargo)
     assert len(splits) == math.comb(n_groups, k)
-    groups = np.array_split(np.arange(n), n_groups)
+    groups = skfolio_layout(n, n_groups)
     h = math.ceil(round(embargo * n, 9))
     tested = np.zeros(n, dtype=int)
     for (train, test), combo in zip(splits, itertools.combinations(range(n_groups), k)):
@@ -180,9 +186,9 @@ def test_cpcv_without_purge_or_embargo_trains_on_the_complement(data, n_groups, 
     n = len(t0)
     n_groups = min(n_groups, n)
     k = min(k, n_groups - 1)
-    groups = np.array_split(np.arange(n), n_groups)
-    for g, ours in zip(groups, contiguous_groups(n, n_groups)):
+    for g, ours in zip(np.array_split(np.arange(n), n_groups), contiguous_groups(n, n_groups)):
         assert np.array_equal(g, ours)
+    groups = skfolio_layout(n, n_groups)
     for (train, test), combo in zip(combinatorial_purged_cv(t0, t1, n_groups, k),
                                     itertools.combinations(range(n_groups), k)):
         assert np.array_equal(test, np.concatenate([groups[g] for g in combo]))
@@ -227,7 +233,7 @@ def test_paths_stitch_full_out_of_sample_backtests():
     n, n_groups, k = 23, 6, 2
     t0 = np.arange(n, dtype=np.int64)
     splits = combinatorial_purged_cv(t0, t0 + 2, n_groups, k, 0.05)
-    groups = np.array_split(np.arange(n), n_groups)
+    groups = skfolio_layout(n, n_groups)
     for path in backtest_paths(n_groups, k):
         stitched = np.concatenate([np.intersect1d(splits[s][1], groups[g]) for g, s in enumerate(path)])
         assert np.array_equal(stitched, np.arange(n))
