@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot4jax.errors import ConfigError
+from bot4jax.live.breakers import BreakerConfig
 from bot4jax.risk.sizing import RiskConfig
 
 
@@ -32,13 +33,91 @@ class LabelConfig:
 
 
 @dataclass(frozen=True)
+class FeatureConfig:
+    order_flow: bool = True        # add the signed-volume features when the data has trades (the
+                                   # simulator); candle files have none, and then they are left out
+    flow_span: int = 5             # EMA span (bars) of the order-flow imbalance
+
+
+@dataclass(frozen=True)
 class ModelConfig:
+    """The MLP member (and the one-network baseline): one tanh hidden layer."""
     hidden: int = 8                # small on purpose: bar features carry little signal, big nets fit noise
     learning_rate: float = 1e-3
     weight_decay: float = 1e-2
     epochs: int = 40
     batch_size: int = 512
     patience: int = 5              # epochs without validation improvement before stopping
+    features: str = ""             # comma-separated feature names this member sees; empty: all
+
+
+@dataclass(frozen=True)
+class LogisticConfig:
+    """The penalised logistic member (scikit-learn's objective; see bot4jax.models.logistic)."""
+    C: float = 1.0                 # inverse penalty strength
+    l1_ratio: float = 0.0          # 0: ridge, 1: lasso
+    features: str = ""             # comma-separated feature names; empty: all
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """The attention LSTM member (bot4jax.models.attention_lstm). Small on purpose: it is fitted once
+    per CPCV split on 2 CPU cores."""
+    hidden: int = 16
+    heads: int = 8
+    window: int = 16               # rows the attention reads
+    burn_in: int = 16              # rows before the window that warm the LSTM state up
+    epochs: int = 4
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 2
+    max_train: int = 6144          # training windows per fit, evenly spaced over the training rows:
+                                   # one shape for every split, so the training step compiles once
+    features: str = ""             # comma-separated feature names; empty: all
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """Combinatorial purged CV over the development span (everything before the test span)."""
+    n_groups: int = 6              # N contiguous groups
+    n_test_groups: int = 2         # k test groups per split: C(N, k) splits, C(N-1, k-1) backtest paths
+    embargo: float = 0.01          # fraction of the samples dropped after each test group
+    blend_folds: int = 5           # purged K-fold over each path that cross-fits the learned blends
+    uniqueness: bool = True        # weight samples by label uniqueness
+    time_decay: float = 1.0        # weight of the oldest sample relative to the newest (1: no decay)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    members: str = "logistic,mlp,lstm"   # any of logistic, mlp, lstm
+    modes: str = "stacking,blending,voting,bma,dynamic"  # blend modes evaluated; the best by
+                                   # out-of-fold log loss is the one saved
+    stack_C: float = 1.0           # meta logistic penalty (stacking, blending)
+    holdout_fraction: float = 0.3  # blending: the latest fraction of rows the meta model is fitted on
+    voting: str = "optimized"      # soft, hard, or optimized (simplex weights)
+    bma_temperature: float = 1.0   # w ∝ exp(out-of-fold log-likelihood / T)
+    dynamic_window: int = 500      # dynamic: rolling window of resolved outcomes
+    dynamic_temperature: float = 1.0
+    importance_rows: int = 2000    # test rows per split for permutation importance (0: all)
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    regimes: int = 0               # 0: one isotonic map; >= 2: one per tercile/quantile regime of
+                                   # regime_feature, falling back to the global map when thin
+    regime_feature: str = "bb_width"
+    min_count: int = 500           # rows a regime needs for its own map
+    clip: float = 1e-3             # calibrated probabilities are kept in [clip, 1 - clip]
+
+
+@dataclass(frozen=True)
+class SentinelConfig:
+    enabled: bool = True
+    folds: int = 4                 # purged K-fold of the shuffled-outcome refit
+    block: int = 500               # rows per shuffle block
+    n_shuffles: int = 1
+    threshold: float = 0.1         # |per-row Sharpe| of a clean pipeline stays below this
 
 
 @dataclass(frozen=True)
@@ -56,6 +135,13 @@ class TrainConfig:
     label: LabelConfig = field(default_factory=LabelConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    logistic: LogisticConfig = field(default_factory=LogisticConfig)
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    sentinel: SentinelConfig = field(default_factory=SentinelConfig)
     seed: int = 0
     out: str = "experiments/runs"
     checkpoints: str = "checkpoints"
@@ -73,17 +159,31 @@ class LiveConfig:
     symbol: str = "BTC/USDT"
     timeframe: str = "1m"
     api_url: str = ""              # override the venue's REST base URL (testnets, local servers)
+    ws_url: str = ""               # override the venue's websocket base URL
+    websocket: bool = True         # market data over the venue's websocket when it has one, else REST polling
     live: bool = False             # send real orders (needs API keys in the environment)
+    journal: str = ""              # order journal (SQLite); empty: state/<exchange>_<symbol>.sqlite with
+                                   # --live (kept across runs: reconciled at every start), else in the run dir
+    reset_halt: bool = False       # clear a sticky drawdown / daily-loss halt left by an earlier run
+    metrics_port: int = 0          # serve Prometheus metrics on 127.0.0.1:<port> (0: off)
     repair: bool = False
     sim_bars: int = 5_000
     sim_seed: int = 11
     initial_cash: float = 10_000.0
     rebalance_band: float = 0.02   # trade only when the target moves this far (fraction of equity)
-    fee_bps: float = 7.5
-    slippage_bps: float = 2.5
+    fee_bps: float = 7.5           # simulated venue: taker fee per side
+    maker_fee_bps: float = 2.0     # simulated venue: maker fee (resting limit orders)
+    slippage_bps: float = 2.5      # simulated venue: taker orders fill this far beyond the next price
+    latency_ms: int = 0            # simulated venue: an order becomes active this long after it is sent
+    participation: float = 0.25    # simulated venue: at most this share of a bar's volume fills our orders
+    max_position: float = float("inf")   # pre-trade check: largest position, base currency
+    max_notional: float = float("inf")   # pre-trade check: largest order notional, quote currency
+    vpin_buckets: int = 50         # VPIN volume buckets per day of the market's volume
+    vpin_window: int = 50          # VPIN averages over this many buckets
     max_bars: int = 0              # stop after this many bars (0: until the data or Ctrl-C ends it)
     poll_seconds: float = 5.0      # REST polling interval for paper trading
     risk: RiskConfig = field(default_factory=RiskConfig)  # Kelly sizing and the eight clamp layers
+    breakers: BreakerConfig = field(default_factory=BreakerConfig)  # circuit breakers
 
 
 def _check_type(key: str, value, hint):

@@ -141,39 +141,41 @@ def test_train_and_replay_on_real_data(tmp_path):
     assert s["bars"] == 10_999 and s["decisions"] == 10_999 - 49 and s["final_equity"] > 0
 
 
-def test_paper_trading_polls_a_venue_and_survives_a_dropped_connection(trained, tmp_path):
-    """Real ccxt against a local server speaking Binance's REST API: history primes the features
-    without orders, a new candle closes between polls, a dropped poll is retried."""
+def test_paper_trading_polls_a_venue_and_survives_a_failed_poll(trained, tmp_path):
+    """Real ccxt against a local server speaking Binance's REST API, on the wall clock with 1 s candles:
+    history primes the features without orders, each candle is decided on once it closes, a failed
+    poll (502) is retried, and the simulated venue fills the orders at the venue's prices."""
     from tests.support.binance_rest import BinanceRestServer, Fault, SpotMarket, make_klines
 
     _, run_dir = trained
-    step = 60_000
-    start = (int(time.time() * 1000) // step - 2_000) * step  # well in the past: every candle is closed
-    rows = make_klines(start, 320, step, seed=4)
-    market = SpotMarket("BTC", "USDT", klines={"1m": rows[:250]})
+    step = 1_000
+    start = (int(time.time() * 1000) // step - 230) * step
+    rows = make_klines(start, 600, step, seed=4)
+    market = SpotMarket("BTC", "USDT", klines={"1s": rows[:1]})
     with BinanceRestServer([market]) as server:
         serve_klines = server.routes["/api/v3/klines"]
 
-        def klines_then_one_more_closes(params):
-            answer = serve_klines(params)
-            market.klines = {"1m": rows[:min(len(rows), len(market.klines["1m"]) + 1)]}
-            return answer
+        def started_candles_only(params):   # like the venue: no candle before its open time
+            market.klines = {"1s": rows[rows[:, 0] <= time.time() * 1000]}
+            return serve_klines(params)
 
-        server.routes["/api/v3/klines"] = klines_then_one_more_closes
-        server.inject("/api/v3/klines", 3, Fault.drop())
+        server.routes["/api/v3/klines"] = started_candles_only
+        server.inject("/api/v3/klines", 4, Fault.server_error(502))
         out = tmp_path / "paper"
         live_main(["--exchange", "binance", "--api-url", server.url, "--symbol", "BTC/USDT",
-                   "--timeframe", "1m", "--poll-seconds", "0.01", "--max-bars", "260",
+                   "--timeframe", "1s", "--poll-seconds", "0.05", "--max-bars", "212",
                    "--model", str(run_dir), "--out", str(out), "--no-progress"])
         assert not server.unexpected
     (live_dir,) = out.iterdir()
     with open(live_dir / "decisions.csv") as f:
         decisions = list(csv.DictReader(f))
-    assert [int(d["ts"]) for d in decisions] == rows[49:309, 0].astype(np.int64).tolist()  # no gap, no repeat
-    assert all(d["action"] == "history" for d in decisions[:201])
-    assert {d["action"] for d in decisions[201:]} <= {"hold", "buy", "sell"}
+    ts = [int(d["ts"]) for d in decisions]
+    assert len(ts) == 212 and np.all(np.diff(ts) == step)   # no gap, no repeat
+    assert all(d["action"] == "history" for d in decisions[:200])
+    live = decisions[200:]
+    assert {d["action"] for d in live} <= {"hold", "buy", "sell", "warmup"} and any(d["p_up"] for d in live)
     s = json.loads((live_dir / "summary.json").read_text())
-    assert s["decisions"] == 59 and s["bars"] == 260
+    assert s["bars"] == 212 and s["mode"] == "paper" and s["decisions"] >= 1
 
 
 def test_ctrl_c_stops_cleanly_and_writes_every_output(trained, tmp_path):
@@ -198,9 +200,12 @@ def test_ctrl_c_stops_cleanly_and_writes_every_output(trained, tmp_path):
     assert (run_dir / "trades.csv").is_file() and stdout.strip() == str(run_dir)
 
 
-def test_live_flag_is_refused_so_no_real_order_can_be_sent(tmp_path):
+def test_live_without_api_keys_is_one_clear_error_before_any_order(tmp_path, monkeypatch):
     from bot4jax.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="paper mode"):
-        live_main(["--live", "--exchange", "binance", "--out", str(tmp_path), "--no-progress"])
-    assert not any(tmp_path.iterdir())  # refused before anything ran
+    monkeypatch.delenv("BOT4JAX_BINANCE_API_KEY", raising=False)
+    monkeypatch.delenv("BOT4JAX_BINANCE_API_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="BOT4JAX_BINANCE_API_KEY"):
+        live_main(["--live", "--exchange", "binance", "--out", str(tmp_path), "--journal",
+                   str(tmp_path / "j.sqlite"), "--no-progress", "--model", "."])
+    assert not (tmp_path / "j.sqlite").exists()

@@ -12,8 +12,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bot4jax.live",
         description="Run the live decision loop: streaming features -> model -> quarter-Kelly sizing "
-                    "through the eight risk layers -> market "
-                    "orders on a simulated exchange with fees and slippage. With no flags it replays "
+                    "through the eight risk layers and the circuit breakers -> market orders through the "
+                    "order journal to a simulated venue (fees, slippage, latency, partial fills) or, with "
+                    "--live, to a real one. With no flags it replays "
                     "simulator data through the newest model in the checkpoint store (a backtest). "
                     "Writes <out>/<run-id>/ with decisions.csv, trades.csv, summary.json, equity.png and "
                     "run.log. Ctrl-C stops cleanly and still writes them. Never sends a real order "
@@ -30,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", help="'max' to replay as fast as possible (default), or a multiple of real "
                                    "time, e.g. 60 plays one minute per second")
     p.add_argument("--exchange", metavar="NAME",
-                   help="a ccxt exchange id (e.g. binance): paper-trade on its live candles, polled over REST")
+                   help="a ccxt exchange id (e.g. binance): trade on its live candles (websocket, or REST polling)")
     p.add_argument("--symbol", help=f"market symbol with --exchange (default {d.symbol})")
     p.add_argument("--timeframe", help=f"candle timeframe with --exchange or the simulator (default {d.timeframe})")
     p.add_argument("--api-url", dest="api_url", metavar="URL",
@@ -55,9 +56,37 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", dest="fee_bps", type=float, help=f"taker fee per side in bps (default {d.fee_bps})")
     p.add_argument("--slippage-bps", dest="slippage_bps", type=float,
                    help=f"slippage per side in bps (default {d.slippage_bps})")
+    p.add_argument("--ws-url", dest="ws_url", metavar="URL",
+                   help="base URL of the venue's websocket API (a testnet or a local server)")
+    p.add_argument("--no-websocket", dest="websocket", action="store_const", const=False,
+                   help="poll candles over REST even where the venue has a websocket "
+                        "(automatic with --api-url and no --ws-url)")
     p.add_argument("--live", action="store_const", const=True,
-                   help="send real orders to --exchange: refused in this version (paper trading only) "
-                        "until the crash-safe order journal lands")
+                   help="send real orders to --exchange, with API keys from BOT4JAX_<EXCHANGE>_API_KEY and "
+                        "BOT4JAX_<EXCHANGE>_API_SECRET (never logged); without it orders go to the simulated venue")
+    p.add_argument("--journal", metavar="PATH",
+                   help="the SQLite order journal (default with --live: state/<exchange>_<BASE>-<QUOTE>.sqlite, "
+                        "kept across runs and reconciled with the venue at every start; else inside the run dir)")
+    p.add_argument("--reset-halt", dest="reset_halt", action="store_const", const=True,
+                   help="clear a drawdown / daily-loss halt left by an earlier --live run and trade again")
+    p.add_argument("--metrics-port", dest="metrics_port", type=int,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT (default 0: off)")
+    p.add_argument("--maker-fee-bps", dest="maker_fee_bps", type=float,
+                   help=f"simulated venue: maker fee in bps (default {d.maker_fee_bps})")
+    p.add_argument("--latency-ms", dest="latency_ms", type=int,
+                   help=f"simulated venue: order latency in ms (default {d.latency_ms})")
+    p.add_argument("--participation", type=float,
+                   help=f"simulated venue: largest share of a bar's volume our orders fill (default {d.participation})")
+    p.add_argument("--max-position", dest="max_position", type=float,
+                   help="pre-trade check: largest position in base currency (default: no limit)")
+    p.add_argument("--max-notional", dest="max_notional", type=float,
+                   help="pre-trade check: largest order value in quote currency (default: no limit)")
+    p.add_argument("--max-drawdown", dest="breakers.max_drawdown", type=float, metavar="FRACTION",
+                   help=f"circuit breaker: flatten and halt at this drawdown from the equity peak "
+                        f"(default {d.breakers.max_drawdown}); other breaker settings: the [breakers] section")
+    p.add_argument("--max-daily-loss", dest="breakers.max_daily_loss", type=float, metavar="FRACTION",
+                   help=f"circuit breaker: flatten and halt at this loss since the UTC day's start "
+                        f"(default {d.breakers.max_daily_loss})")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p

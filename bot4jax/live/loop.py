@@ -1,18 +1,23 @@
 """The live decision loop, which is also the backtest when it replays recorded bars.
 
-    bar event -> streaming features -> model -> quarter-Kelly through the eight risk layers
-              -> market order toward the target -> simulated exchange (fills at the next price,
-              fees and slippage) -> equity
+    bar -> venue fills (simulated venue: orders of earlier bars fill at this bar's prices)
+        -> streaming features -> model -> VPIN toxicity -> quarter-Kelly through the eight risk layers
+        -> circuit breakers -> market order toward the target through the order manager
+           (pre-trade checks, journal intent before the venue call, answer after) -> venue
 
-Each decision is written to `decisions.csv`; fills to `trades.csv`; counts, equity and decision
-latency percentiles to `summary.json`; the equity curve to `equity.png`. Ctrl-C stops after the
-current bar and still writes every output.
+One asyncio event loop. Each decision is written to `decisions.csv`; fills to `trades.csv`; counts,
+equity, breaker transitions and decision latency percentiles to `summary.json`; the equity curve to
+`equity.png`. Decision latency runs from the bar's arrival (after the simulated venue's own matching)
+to the order handed to the venue, model included. Ctrl-C stops after the current bar and still writes
+every output.
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import logging
 import math
+import signal
 import time
 from pathlib import Path
 
@@ -21,11 +26,17 @@ from tqdm.auto import tqdm
 
 from bot4jax import plots
 from bot4jax.config import LiveConfig
-from bot4jax.data.timeframes import periods_per_year
+from bot4jax.data.timeframes import periods_per_year, timeframe_ms
 from bot4jax.errors import ConfigError
-from bot4jax.execution.simulated import SimulatedExchange
+from bot4jax.execution.base import ExchangeError, OrderRejected
+from bot4jax.execution.journal import OrderJournal
+from bot4jax.execution.orders import order
+from bot4jax.kernels.microstructure_nb import vpin_init, vpin_update_nb
+from bot4jax.live.breakers import Breakers, BreakerConfig
 from bot4jax.live.engine import DecisionEngine
 from bot4jax.live.feeds import BarFeed, open_feed
+from bot4jax.live.metrics import LiveMetrics
+from bot4jax.live.session import journal_path, make_venue, open_manager, reconcile_now
 from bot4jax.registry.checkpoints import CheckpointStore, load_model
 from bot4jax.risk.sizing import LAYER_NAMES, RiskClamps, annualised_vol
 from bot4jax.runs import make_run_dir, setup_logging, write_config, write_json
@@ -33,8 +44,10 @@ from bot4jax.validation import scoring
 
 log = logging.getLogger("bot4jax.live")
 
-DECISION_FIELDS = ("ts", "close", "p_up", "target", "binding", "action", "position", "equity", "latency_us")
-TRADE_FIELDS = ("order_id", "ts", "side", "amount", "price", "fee")
+DECISION_FIELDS = ("ts", "close", "p_up", "vpin", "target", "binding", "breaker", "action", "position", "equity",
+                   "latency_us")
+TRADE_FIELDS = ("trade_id", "order_id", "ts", "side", "amount", "price", "fee", "liquidity")
+VPIN_WARMUP_BARS = 50   # bars whose mean volume sets the VPIN bucket size (causal: nothing after them)
 
 
 def _speed(value: str) -> float:
@@ -54,133 +67,292 @@ def _binding(record) -> str:
     return LAYER_NAMES[b] if b >= 0 else ("none" if b == -1 else "invalid_input")
 
 
-def _order_toward(exchange: SimulatedExchange, ts: int, target: float, price: float, equity: float,
-                  band: float) -> str:
-    """Submit the market order that moves the position to `target` (fraction of equity), unless the
-    move is within the rebalance band; a zero target always closes the position."""
-    delta = target * equity / price - exchange.position
-    if target == 0.0 and exchange.position > 0.0:
-        delta = -exchange.position
-    elif abs(delta) * price <= band * equity:
-        return "hold"
-    side = 1 if delta > 0 else -1
-    ok = exchange.submit_market(ts, side, min(abs(delta), exchange.position) if side < 0 else delta)
-    return ("buy" if side > 0 else "sell") if ok else "rejected"
+class Toxicity:
+    """VPIN over the bars (bulk volume classification): buckets of a day's volume / `buckets`, the bucket
+    size fixed from the mean volume of the first VPIN_WARMUP_BARS bars. 0 until it has a value."""
+
+    def __init__(self, timeframe: str, buckets: int, window: int):
+        self.bars_per_day = 86_400_000 / timeframe_ms(timeframe)
+        self.buckets, self.window = buckets, window
+        self.warmup: list[float] = []
+        self.state = None
+        self.value = math.nan
+
+    def update(self, close: float, volume: float) -> float:
+        if self.state is None:
+            self.warmup.append(volume)
+            if len(self.warmup) < VPIN_WARMUP_BARS or not sum(self.warmup) > 0:
+                return 0.0
+            bucket = sum(self.warmup) / len(self.warmup) * self.bars_per_day / self.buckets
+            self.state = vpin_init(bucket, self.window)
+        self.value = vpin_update_nb(self.state, close, volume)
+        return self.value if self.value == self.value else 0.0
 
 
-def replay(feed: BarFeed, engine: DecisionEngine, exchange: SimulatedExchange, config: LiveConfig,
-           decisions_csv, progress: bool = True) -> dict:
-    """Drive every bar of `feed` through the engine, the risk layers and the exchange; returns the
-    run's numbers."""
-    speed = _speed(config.speed)
-    clamps = RiskClamps(config.risk)
-    bars_per_year = periods_per_year(feed.timeframe)
-    peak = exchange.equity(1.0)
-    writer = csv.writer(decisions_csv)
-    writer.writerow(DECISION_FIELDS)
-    latencies, equity, ts_seen = [], [], []
-    decisions = 0
-    prev_ts, interrupted = None, False
-    bar_iter = tqdm(feed.bars, total=feed.total, desc="replay" if feed.total else "live", unit="bar",
-                    disable=not progress, leave=False)
-    try:
-        for ts, o, h, l, c, v, tradable in bar_iter:
-            if speed != math.inf and prev_ts is not None:
-                time.sleep(max(0.0, (ts - prev_ts) / 1000.0 / speed))
-            prev_ts = ts
-            for fill in exchange.on_price(ts, o):
-                log.debug("fill: order %d %s %.8f @ %.8f, fee %.6f", fill.order_id,
-                         "buy" if fill.side > 0 else "sell", fill.amount, fill.price, fill.fee)
-            t0 = time.perf_counter_ns()
-            p_up = engine.on_bar(c, h, l, v)
-            eq = exchange.equity(c)
-            peak = max(peak, eq)
-            action, target, binding = ("warmup" if tradable else "history"), "", ""
-            if p_up == p_up and tradable:
-                decisions += 1
-                vol = annualised_vol(engine.bar_variance, bars_per_year)
-                var_u, es_u = clamps.unit_risk(vol)
-                target, record = clamps.size(p_up, engine.payoff_ratio, vol, var_u, es_u,
-                                             drawdown=(peak - eq) / peak, vol_ratio=engine.vol_ratio)
-                action = _order_toward(exchange, ts, target, c, eq, config.rebalance_band)
-                latency = (time.perf_counter_ns() - t0) / 1000.0
-                latencies.append(latency)
+class Loop:
+    """One run's moving parts; `run(feed)` drives every bar of the feed through them."""
+
+    def __init__(self, config: LiveConfig, engine: DecisionEngine, venue, manager, journal: OrderJournal,
+                 breakers: Breakers, metrics: LiveMetrics, timeframe: str, decisions_csv):
+        self.config, self.engine, self.venue, self.manager, self.journal = config, engine, venue, manager, journal
+        self.breakers, self.metrics, self.timeframe = breakers, metrics, timeframe
+        self.simulated = hasattr(venue, "on_bar")
+        self.clamps = RiskClamps(config.risk)
+        self.toxicity = Toxicity(timeframe, config.vpin_buckets, config.vpin_window)
+        self.bars_per_year = periods_per_year(timeframe)
+        self.writer = csv.writer(decisions_csv)
+        self.writer.writerow(DECISION_FIELDS)
+        self.latencies, self.equity, self.ts = [], [], []
+        self.fills: list = []
+        self.orders = self.rejected = self.errors = self.decisions = 0
+        self.start_equity = math.nan
+        self.peak = -math.inf
+        self.fill_since: int | None = None
+        self.warm = False
+
+    def mark_to_market(self, price: float) -> float:
+        return self.manager.quote + self.manager.position * price
+
+    async def _take_fills(self, ts: int, bar) -> None:
+        if self.simulated:
+            fills = self.venue.on_bar(ts, *bar)
+        else:
+            try:
+                fills = await self.venue.fetch_fills(self.config.symbol, since=self.fill_since)
+                self.breakers.on_exchange_success(ts)
+            except ExchangeError as e:
+                self._exchange_error(ts, e)
+                return
+        for fill in await self.manager.on_fills(fills):
+            self.fills.append(fill)
+            self.metrics.on_fill(fill)
+            self.fill_since = fill.ts if self.fill_since is None else max(self.fill_since, fill.ts)
+
+    def _exchange_error(self, ts: int, error: ExchangeError) -> None:
+        self.errors += 1
+        self.breakers.on_exchange_error(ts, type(error).__name__)
+        self.metrics.on_exchange_error(error)
+        log.warning("exchange error: %s", error)
+
+    async def _order_toward(self, ts: int, target: float, price: float, equity: float) -> str:
+        """A market order moving the position to `target` (base units), unless the move is within the
+        rebalance band; a zero target always closes the position."""
+        position = self.manager.position
+        working = self.manager.open_orders
+        pending = sum(o.side * o.remaining for o in working)
+        delta = target - position
+        if target == 0.0 and position + pending > 0.0:
+            delta = -position
+        elif abs(target - position - pending) * price <= self.config.rebalance_band * equity:
+            return "hold"
+        if working:   # the new order replaces what is still working (e.g. a partly filled one)
+            try:
+                await self.manager.cancel_all()
+            except ExchangeError as e:
+                self._exchange_error(ts, e)
+                return "error"
+        side = 1 if delta > 0 else -1
+        if side > 0:   # what the cash covers at the next price, with fee and slippage
+            cost = price * (1 + (self.config.fee_bps + self.config.slippage_bps) * 1e-4) * 1.001
+            amount = min(delta, self.manager.quote / cost)
+        else:
+            amount = min(-delta, position) if not self.config.risk.allow_short else -delta
+        amount = math.floor(amount * 1e8) / 1e8
+        if amount <= 0:
+            return "hold"
+        try:
+            state = await self.manager.submit(order(self.config.symbol, side, "market", amount))
+        except OrderRejected as e:
+            self.rejected += 1
+            self.metrics.on_order("rejected")
+            log.info("order refused (%s): %s", e.reason, e)
+            return "rejected"
+        except ExchangeError as e:
+            self._exchange_error(ts, e)
+            return "error"
+        self.orders += 1
+        self.metrics.on_order(state.status)
+        self.breakers.on_exchange_success(ts)
+        return ("buy" if side > 0 else "sell") + ("" if state.status != "unknown" else "?")
+
+    async def on_bar(self, ts: int, o: float, h: float, l: float, c: float, v: float, tradable: bool) -> None:
+        await self._take_fills(ts, (o, h, l, c, v))
+        t0 = time.perf_counter_ns()
+        self.manager.set_mark(c)
+        await self.manager.on_price(c, ts)   # client-side stops (held legs of linked orders)
+        self.breakers.on_market_data(ts)
+        self.breakers.check(ts)
+        try:
+            p_up = self.engine.on_bar(c, h, l, v)
+        except Exception as e:  # a failed model must flatten, not stop the loop
+            log.exception("model failed on bar %d", ts)
+            self.breakers.on_model_failure(ts, repr(e))
+            p_up = math.nan
+        vpin = self.toxicity.update(c, v)
+        eq = self.mark_to_market(c)
+        if self.start_equity != self.start_equity:
+            self.start_equity = eq
+        self.peak = max(self.peak, eq)
+        self.breakers.on_equity(eq, ts)
+        action, target, binding = ("warmup" if tradable else "history"), "", ""
+        # NaN before the first finite output is the features' warm-up; after it, a model fault.
+        self.warm = self.warm or p_up == p_up
+        if tradable and self.warm:
+            self.decisions += 1
+            self.breakers.on_model_output(p_up, ts)
+            fraction = 0.0
+            if p_up == p_up:
+                vol = annualised_vol(self.engine.bar_variance, self.bars_per_year)
+                var_u, es_u = self.clamps.unit_risk(vol)
+                fraction, record = self.clamps.size(p_up, self.engine.payoff_ratio, vol, var_u, es_u,
+                                                    drawdown=(self.peak - eq) / self.peak,
+                                                    vol_ratio=self.engine.vol_ratio, toxicity=vpin)
                 binding = _binding(record)
-                if action != "hold":
-                    log.debug("decision ts=%d p_up=%.4f target=%.4f bound by %s -> %s",
-                              ts, p_up, target, binding, action)
-                target = f"{target:.6g}"
-            else:
-                latency = (time.perf_counter_ns() - t0) / 1000.0
-            equity.append(eq)
-            ts_seen.append(ts)
-            writer.writerow((ts, repr(c), "" if p_up != p_up else f"{p_up:.9g}", target, binding, action,
-                             repr(exchange.position), f"{eq:.6f}", f"{latency:.2f}"))
-            if config.max_bars and len(equity) >= config.max_bars:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        log.warning("interrupted: stopping after the current bar and writing the outputs")
-    finally:
-        bar_iter.close()
-    return {"latencies": np.asarray(latencies), "equity": np.asarray(equity), "ts": np.asarray(ts_seen, np.int64),
-            "decisions": decisions, "interrupted": interrupted}
+            wanted = fraction * eq / c
+            allowed, reason = self.breakers.allowed(wanted, self.manager.position)
+            action = await self._order_toward(ts, allowed, c, eq)
+            latency = (time.perf_counter_ns() - t0) / 1000.0
+            self.latencies.append(latency)
+            self.metrics.observe_decision(latency * 1e-6)
+            target = f"{allowed * c / eq:.6g}"
+            if action not in ("hold",):
+                log.debug("decision ts=%d p_up=%.4f vpin=%.3f target=%s bound by %s, breaker %s -> %s",
+                          ts, p_up, vpin, target, binding, reason, action)
+        else:
+            latency = (time.perf_counter_ns() - t0) / 1000.0
+        self.equity.append(eq)
+        self.ts.append(ts)
+        self.metrics.set_equity(eq, self.start_equity)
+        self.metrics.set_position(self.config.symbol, self.manager.position)
+        self.writer.writerow((ts, repr(c), "" if p_up != p_up else f"{p_up:.9g}",
+                              "" if self.toxicity.value != self.toxicity.value else f"{self.toxicity.value:.6g}",
+                              target, binding, self.breakers.state.name.lower(), action,
+                              repr(self.manager.position), f"{eq:.6f}", f"{latency:.2f}"))
+
+    async def run(self, feed: BarFeed, progress: bool) -> bool:
+        """Every bar of `feed` until it ends, --max-bars, or Ctrl-C; returns True when interrupted."""
+        speed = _speed(self.config.speed)
+        reconnects = 0
+        prev_ts = None
+        bar_iter = tqdm(total=feed.total, desc="replay" if feed.total else "live", unit="bar",
+                        disable=not progress, leave=False)
+        try:
+            async for ts, o, h, l, c, v, tradable in feed.bars:
+                if speed != math.inf and prev_ts is not None:
+                    await asyncio.sleep(max(0.0, (ts - prev_ts) / 1000.0 / speed))
+                prev_ts = ts
+                if self.config.live and feed.stream is not None and feed.stream.reconnects != reconnects:
+                    reconnects = feed.stream.reconnects
+                    await reconcile_now(self.journal, self.venue, self.config.symbol)
+                await self.on_bar(ts, o, h, l, c, v, tradable)
+                bar_iter.update()
+                if self.config.max_bars and len(self.equity) >= self.config.max_bars:
+                    break
+        except asyncio.CancelledError:
+            log.warning("interrupted: stopping after the current bar and writing the outputs")
+            return True
+        finally:
+            bar_iter.close()
+        return False
+
+    def summary(self, interrupted: bool) -> dict:
+        lat, eq = np.asarray(self.latencies), np.asarray(self.equity)
+        pct = (lambda q: float(np.percentile(lat, q))) if lat.size else (lambda q: float("nan"))
+        rets = np.diff(np.log(eq)) if eq.size > 1 else np.zeros(0)
+        start = self.start_equity if self.start_equity == self.start_equity else self.config.initial_cash
+        turnover = sum(f.amount * f.price for f in self.fills)
+        return {
+            "bars": int(eq.size),
+            "decisions": self.decisions,
+            "orders": self.orders,
+            "fills": len(self.fills),
+            "open_orders": len(self.manager.open_orders),
+            "rejected_orders": self.rejected,
+            "exchange_errors": self.errors,
+            "initial_equity": start,
+            "final_equity": float(eq[-1]) if eq.size else start,
+            "total_return": float(eq[-1] / start - 1.0) if eq.size else 0.0,
+            "sharpe": scoring.sharpe(rets, self.bars_per_year),
+            "max_drawdown": scoring.max_drawdown(eq) if eq.size else 0.0,
+            "fees": sum(f.fee for f in self.fills),
+            "turnover": turnover / start,
+            "final_position": self.manager.position,
+            "final_vpin": None if self.toxicity.value != self.toxicity.value else self.toxicity.value,
+            "breaker_state": self.breakers.state.name.lower(),
+            "breaker_transitions": {f"{r}:{e}": n for (r, e), n in sorted(self.breakers.counts.items())},
+            "latency_us": {"p50": pct(50), "p99": pct(99), "p999": pct(99.9),
+                           "max": float(lat.max()) if lat.size else float("nan")},
+            "interrupted": interrupted,
+        }
 
 
-def summarize(result: dict, exchange: SimulatedExchange, config: LiveConfig, timeframe: str) -> dict:
-    lat, eq = result["latencies"], result["equity"]
-    pct = (lambda q: float(np.percentile(lat, q))) if lat.size else (lambda q: float("nan"))
-    rets = np.diff(np.log(eq)) if eq.size > 1 else np.zeros(0)
-    return {
-        "bars": int(eq.size),
-        "decisions": result["decisions"],
-        "orders": len(exchange.orders),
-        "fills": len(exchange.fills),
-        "open_orders": len(exchange.pending),  # submitted on the last bar, no later price to fill at
-        "rejected_orders": exchange.rejected,
-        "initial_equity": config.initial_cash,
-        "final_equity": float(eq[-1]) if eq.size else config.initial_cash,
-        "total_return": float(eq[-1] / config.initial_cash - 1.0) if eq.size else 0.0,
-        "sharpe": scoring.sharpe(rets, periods_per_year(timeframe)),
-        "max_drawdown": scoring.max_drawdown(eq),
-        "fees": exchange.fees_paid,
-        "turnover": exchange.traded_notional / config.initial_cash,
-        "final_position": exchange.position,
-        "latency_us": {"p50": pct(50), "p99": pct(99), "p999": pct(99.9),
-                       "max": float(lat.max()) if lat.size else float("nan")},
-        "interrupted": result["interrupted"],
-    }
+def _write_trades(path: Path, fills) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(TRADE_FIELDS)
+        for fill in fills:
+            w.writerow((fill.trade_id, fill.client_id, fill.ts, "buy" if fill.side > 0 else "sell", repr(fill.amount),
+                        repr(fill.price), repr(fill.fee), fill.liquidity))
 
 
-def run_live(config: LiveConfig, progress: bool = True, json_logs: bool = False) -> Path:
-    """Paper trading or replay, per the config; returns the run directory."""
-    if config.live:
-        raise ConfigError("--live (real orders) is not available in this version: real order routing "
-                          "with the crash-safe order journal comes with the execution work; use paper mode")
-    run_dir = make_run_dir(config.out, "live")
-    setup_logging(run_dir, json_logs)
-    write_config(run_dir, config)
+async def _session(config: LiveConfig, run_dir: Path, progress: bool) -> dict:
     model_path = Path(config.model) if config.model else CheckpointStore(config.checkpoints).latest()
     checkpoint = load_model(model_path)
     engine = DecisionEngine(checkpoint)
     log.info("model: %s (trained on %s)", checkpoint.path, checkpoint.meta.get("data_source"))
     feed = open_feed(config)
     log.info("market data: %s", feed.description)
-    exchange = SimulatedExchange(config.initial_cash, config.fee_bps, config.slippage_bps)
-    with open(run_dir / "decisions.csv", "w", newline="") as f:
-        result = replay(feed, engine, exchange, config, f, progress)
-    with open(run_dir / "trades.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(TRADE_FIELDS)
-        for fill in exchange.fills:
-            w.writerow((fill.order_id, fill.ts, "buy" if fill.side > 0 else "sell", repr(fill.amount),
-                        repr(fill.price), repr(fill.fee)))
-    summary = summarize(result, exchange, config, feed.timeframe)
-    summary.update({"model": str(checkpoint.path), "data_source": feed.description, "timeframe": feed.timeframe})
+    path = journal_path(config, run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    journal = OrderJournal(path, durable=config.live)
+    venue = make_venue(config)
+    metrics = LiveMetrics(config.metrics_port)
+    # Bars arrive once per timeframe: data is stale only when a bar is clearly overdue.
+    stale_s = max(config.breakers.stale_after_s, 2.5 * timeframe_ms(feed.timeframe) / 1000.0)
+    breakers = Breakers(BreakerConfig(**{**config.breakers.__dict__, "stale_after_s": stale_s}),
+                        halt_path=path.with_suffix(".halt.json") if config.live else None,
+                        reset_halt=config.reset_halt)
+    metrics.track(breakers)
+    port = metrics.start()
+    if port:
+        log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    try:
+        manager = await open_manager(config, venue, journal)
+        with open(run_dir / "decisions.csv", "w", newline="") as f:
+            runner = Loop(config, engine, venue, manager, journal, breakers, metrics, feed.timeframe, f)
+            interrupted = await runner.run(feed, progress)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        await feed.close()
+        await venue.close()
+        metrics.stop()
+        journal.close()
+    _write_trades(run_dir / "trades.csv", runner.fills)
+    summary = runner.summary(interrupted)
+    summary.update({"model": str(checkpoint.path), "data_source": feed.description, "timeframe": feed.timeframe,
+                    "journal": str(path), "mode": "live" if config.live else ("paper" if config.exchange else "replay")})
+    if len(runner.equity) > 1:
+        plots.equity_curve(run_dir / "equity.png", np.asarray(runner.ts, np.int64),
+                           {"equity": np.asarray(runner.equity)}, f"Equity, {feed.description}")
+    return summary
+
+
+def run_live(config: LiveConfig, progress: bool = True, json_logs: bool = False) -> Path:
+    """Replay, paper trading or live trading, per the config; returns the run directory."""
+    if config.live:
+        if not config.exchange:
+            raise ConfigError("--live needs --exchange (the venue to send real orders to)")
+        from bot4jax.execution.credentials import load_credentials
+
+        load_credentials(config.exchange)   # missing keys: one clear error before anything runs
+    run_dir = make_run_dir(config.out, "live")
+    setup_logging(run_dir, json_logs)
+    write_config(run_dir, config)
+    summary = asyncio.run(_session(config, run_dir, progress))
     write_json(run_dir / "summary.json", summary)
-    if result["equity"].size > 1:
-        plots.equity_curve(run_dir / "equity.png", result["ts"], {"equity": result["equity"]},
-                           f"Replay equity, {feed.description}")
     log.info("%d bars, %d decisions, %d orders, %d fills; final equity %.2f (%+.2f%%); "
              "decision latency p50 %.1f us, p99 %.1f us", summary["bars"], summary["decisions"],
              summary["orders"], summary["fills"], summary["final_equity"], 100 * summary["total_return"],
