@@ -166,6 +166,8 @@ class LiveConfig:
                                    # --live (kept across runs: reconciled at every start), else in the run dir
     reset_halt: bool = False       # clear a sticky drawdown / daily-loss halt left by an earlier run
     metrics_port: int = 0          # serve Prometheus metrics on 127.0.0.1:<port> (0: off)
+    surveillance: bool = False     # watch the venue's public trades for manipulation (with --exchange)
+    surveillance_pause_s: float = 300.0  # after a high or critical alert: no new exposure for this long
     repair: bool = False
     sim_bars: int = 5_000
     sim_seed: int = 11

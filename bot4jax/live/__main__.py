@@ -71,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
                    help="clear a drawdown / daily-loss halt left by an earlier --live run and trade again")
     p.add_argument("--metrics-port", dest="metrics_port", type=int,
                    help="serve Prometheus metrics on 127.0.0.1:PORT (default 0: off)")
+    p.add_argument("--surveillance", action="store_const", const=True,
+                   help="with --exchange: run the manipulation detectors over the venue's public trades, write "
+                        "surveillance.jsonl, and take no new exposure for --surveillance-pause-s after a high alert")
+    p.add_argument("--surveillance-pause-s", dest="surveillance_pause_s", type=float,
+                   help=f"pause after a high surveillance alert, seconds (default {d.surveillance_pause_s})")
     p.add_argument("--maker-fee-bps", dest="maker_fee_bps", type=float,
                    help=f"simulated venue: maker fee in bps (default {d.maker_fee_bps})")
     p.add_argument("--latency-ms", dest="latency_ms", type=int,

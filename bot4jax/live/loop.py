@@ -109,6 +109,13 @@ class Loop:
         self.peak = -math.inf
         self.fill_since: int | None = None
         self.warm = False
+        self.paused_until = -1   # ms: a high surveillance alert pauses new exposure until then
+
+    def on_alert(self, alert) -> None:
+        """A high or critical surveillance alert: reduce only for `surveillance_pause_s`."""
+        self.paused_until = max(self.paused_until, alert.ts + int(self.config.surveillance_pause_s * 1000))
+        log.warning("surveillance %s alert (%s, %s): no new exposure until %d", alert.level.name.lower(),
+                    alert.detector, alert.measures, self.paused_until)
 
     def mark_to_market(self, price: float) -> float:
         return self.manager.quote + self.manager.position * price
@@ -210,6 +217,9 @@ class Loop:
                 binding = _binding(record)
             wanted = fraction * eq / c
             allowed, reason = self.breakers.allowed(wanted, self.manager.position)
+            if ts < self.paused_until:   # toward flat only: the position may shrink, never grow
+                position = self.manager.position
+                allowed, reason = min(max(allowed, min(0.0, position)), max(0.0, position)), "surveillance"
             action = await self._order_toward(ts, allowed, c, eq)
             latency = (time.perf_counter_ns() - t0) / 1000.0
             self.latencies.append(latency)
@@ -286,6 +296,29 @@ class Loop:
         }
 
 
+async def _surveil(exchange, symbol: str, run_dir: Path, on_alert, batch: int = 200) -> None:
+    """The venue's public trades through the surveillance detectors, in batches; alerts go to
+    `run_dir/surveillance.jsonl` and the high ones to `on_alert`."""
+    from bot4jax.data.types import Trades
+    from bot4jax.live.streams import trades
+    from bot4jax.surveillance import SurveillanceMonitor, events_from_trades
+
+    monitor = SurveillanceMonitor(audit_log=str(run_dir / "surveillance.jsonl"), source=f"{symbol} trades")
+    monitor.subscribe(on_alert)
+    stream = trades(exchange, symbol)
+    rows: list[tuple] = []
+    try:
+        async for row in stream:
+            rows.append(row)
+            if len(rows) >= batch:
+                ts, price, amount, side = (np.asarray(c) for c in zip(*rows))
+                events = events_from_trades(Trades(ts.astype(np.int64), price, amount, side.astype(np.int8)))
+                monitor.on_events(events)
+                rows.clear()
+    finally:
+        await stream.aclose()
+
+
 def _write_trades(path: Path, fills) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -316,6 +349,7 @@ async def _session(config: LiveConfig, run_dir: Path, progress: bool) -> dict:
     port = metrics.start()
     if port:
         log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
+    watch = None
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, task.cancel)
@@ -323,8 +357,13 @@ async def _session(config: LiveConfig, run_dir: Path, progress: bool) -> dict:
         manager = await open_manager(config, venue, journal)
         with open(run_dir / "decisions.csv", "w", newline="") as f:
             runner = Loop(config, engine, venue, manager, journal, breakers, metrics, feed.timeframe, f)
+            if config.surveillance and feed.exchange is not None:
+                watch = asyncio.create_task(_surveil(feed.exchange, config.symbol, run_dir, runner.on_alert))
             interrupted = await runner.run(feed, progress)
     finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         loop.remove_signal_handler(signal.SIGINT)
         await feed.close()
         await venue.close()
