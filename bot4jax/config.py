@@ -43,18 +43,19 @@ class FeatureConfig:
 class ModelConfig:
     """The MLP member (and the one-network baseline): one tanh hidden layer."""
     hidden: int = 8                # small on purpose: bar features carry little signal, big nets fit noise
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-2
     epochs: int = 40
-    batch_size: int = 512
+    batch_size: int = 256
     patience: int = 5              # epochs without validation improvement before stopping
-    features: str = ""             # comma-separated feature names this member sees; empty: all
+    features: str = "flow_imb,flow_imb_ema"  # comma-separated feature names this member sees (empty:
+                                   # all); flow names on data without trades fall back to all
 
 
 @dataclass(frozen=True)
 class LogisticConfig:
     """The penalised logistic member (scikit-learn's objective; see bot4jax.models.logistic)."""
-    C: float = 1.0                 # inverse penalty strength
+    C: float = 0.01                # inverse penalty strength: firm, since most bar features are noise
     l1_ratio: float = 0.0          # 0: ridge, 1: lasso
     features: str = ""             # comma-separated feature names; empty: all
 
@@ -65,16 +66,15 @@ class LSTMConfig:
     per CPCV split on 2 CPU cores."""
     hidden: int = 16
     heads: int = 8
-    window: int = 16               # rows the attention reads
-    burn_in: int = 16              # rows before the window that warm the LSTM state up
-    epochs: int = 4
+    window: int = 8                # rows the attention reads
+    burn_in: int = 8               # rows before the window that warm the LSTM state up
+    epochs: int = 10
     batch_size: int = 256
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
-    patience: int = 2
-    max_train: int = 6144          # training windows per fit, evenly spaced over the training rows:
-                                   # one shape for every split, so the training step compiles once
-    features: str = ""             # comma-separated feature names; empty: all
+    patience: int = 3
+    max_train: int = 12_000        # training windows per fit, evenly spaced over the training rows
+    features: str = "flow_imb"     # the order-flow sequence (all features on data without trades)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ class SentinelConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     test_fraction: float = 0.3     # the last part of the data, never seen in training
-    val_fraction: float = 0.15     # the last part of the training span, for early stopping
+    val_fraction: float = 0.25     # the last part of each training set, for early stopping (large:
+                                   # with a weak signal a short block makes the stopping epoch noise)
     fee_bps: float = 7.5           # per side, on traded notional
     slippage_bps: float = 2.5
     min_edge: float = 0.05         # long when p_up > 0.5 + min_edge, flat otherwise

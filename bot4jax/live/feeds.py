@@ -1,6 +1,8 @@
 """Bar sources for the live loop: a recorded file, the simulator, or a venue's live candles.
 
-A feed is an async iterator of closed bars (ts, open, high, low, close, volume, tradable). Bars with
+A feed is an async iterator of closed bars (ts, open, high, low, close, volume, tradable[, buy_volume]):
+buy volume (the buyer-initiated part, the order flow the models read) comes with the simulator's bars;
+without it the engine reads the flow as "no information". Bars with
 tradable False are history (fetched at start, or caught up late after a reconnect): they prime the
 streaming features but never lead to an order. A venue's candles come over its websocket when ccxt
 has one for it, else by REST polling (`bot4jax.live.streams`); with --api-url and no --ws-url the
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from bot4jax.config import LiveConfig
-from bot4jax.data.sources import bars_from
+from bot4jax.data.sources import market_from
 from bot4jax.data.timeframes import infer_timeframe
 from bot4jax.data.types import Bars
 
@@ -33,11 +35,12 @@ class BarFeed:
             await self.exchange.close()
 
 
-async def _rows(bars: Bars) -> AsyncIterator[tuple]:
+async def _rows(bars: Bars, buy_volume) -> AsyncIterator[tuple]:
+    flow = buy_volume.tolist() if buy_volume is not None else [float("nan")] * len(bars)
     cols = (bars.ts.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
-            bars.close.tolist(), bars.volume.tolist())
+            bars.close.tolist(), bars.volume.tolist(), [True] * len(bars), flow)
     for row in zip(*cols):
-        yield (*row, True)
+        yield row
 
 
 def open_feed(config: LiveConfig) -> BarFeed:
@@ -51,6 +54,7 @@ def open_feed(config: LiveConfig) -> BarFeed:
         how = "websocket" if websocket and exchange.has.get("watchOHLCV") else "REST polling"
         return BarFeed(stream, f"{config.exchange} {config.symbol} {config.timeframe} ({how})", config.timeframe,
                        exchange=exchange, stream=stream)
-    bars, source = bars_from(config.replay, config.repair, config.sim_bars, config.sim_seed, config.timeframe)
+    bars, buy_volume, source = market_from(config.replay, config.repair, config.sim_bars, config.sim_seed,
+                                           config.timeframe)
     timeframe = infer_timeframe(bars.ts) if config.replay else config.timeframe
-    return BarFeed(_rows(bars), source, timeframe, total=len(bars))
+    return BarFeed(_rows(bars, buy_volume), source, timeframe, total=len(bars))

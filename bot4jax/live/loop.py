@@ -31,6 +31,7 @@ from bot4jax.errors import ConfigError
 from bot4jax.execution.base import ExchangeError, OrderRejected
 from bot4jax.execution.journal import OrderJournal
 from bot4jax.execution.orders import order
+from bot4jax.features.microstructure import toxicity_regime
 from bot4jax.kernels.microstructure_nb import vpin_init, vpin_update_nb
 from bot4jax.live.breakers import Breakers, BreakerConfig
 from bot4jax.live.engine import DecisionEngine
@@ -44,7 +45,7 @@ from bot4jax.validation import scoring
 
 log = logging.getLogger("bot4jax.live")
 
-DECISION_FIELDS = ("ts", "close", "p_up", "vpin", "target", "binding", "breaker", "action", "position", "equity",
+DECISION_FIELDS = ("ts", "close", "p_up", "vpin", "toxicity", "target", "binding", "breaker", "action", "position", "equity",
                    "latency_us")
 TRADE_FIELDS = ("trade_id", "order_id", "ts", "side", "amount", "price", "fee", "liquidity")
 VPIN_WARMUP_BARS = 50   # bars whose mean volume sets the VPIN bucket size (causal: nothing after them)
@@ -182,7 +183,8 @@ class Loop:
         self.breakers.on_exchange_success(ts)
         return ("buy" if side > 0 else "sell") + ("" if state.status != "unknown" else "?")
 
-    async def on_bar(self, ts: int, o: float, h: float, l: float, c: float, v: float, tradable: bool) -> None:
+    async def on_bar(self, ts: int, o: float, h: float, l: float, c: float, v: float, tradable: bool,
+                     buy_volume: float = math.nan) -> None:
         await self._take_fills(ts, (o, h, l, c, v))
         t0 = time.perf_counter_ns()
         self.manager.set_mark(c)
@@ -190,7 +192,7 @@ class Loop:
         self.breakers.on_market_data(ts)
         self.breakers.check(ts)
         try:
-            p_up = self.engine.on_bar(c, h, l, v)
+            p_up = self.engine.on_bar(c, h, l, v, buy_volume)
         except Exception as e:  # a failed model must flatten, not stop the loop
             log.exception("model failed on bar %d", ts)
             self.breakers.on_model_failure(ts, repr(e))
@@ -236,6 +238,7 @@ class Loop:
         self.metrics.set_position(self.config.symbol, self.manager.position)
         self.writer.writerow((ts, repr(c), "" if p_up != p_up else f"{p_up:.9g}",
                               "" if self.toxicity.value != self.toxicity.value else f"{self.toxicity.value:.6g}",
+                              toxicity_regime(vpin, self.config.risk),
                               target, binding, self.breakers.state.name.lower(), action,
                               repr(self.manager.position), f"{eq:.6f}", f"{latency:.2f}"))
 
@@ -247,14 +250,14 @@ class Loop:
         bar_iter = tqdm(total=feed.total, desc="replay" if feed.total else "live", unit="bar",
                         disable=not progress, leave=False)
         try:
-            async for ts, o, h, l, c, v, tradable in feed.bars:
+            async for ts, o, h, l, c, v, tradable, *flow in feed.bars:
                 if speed != math.inf and prev_ts is not None:
                     await asyncio.sleep(max(0.0, (ts - prev_ts) / 1000.0 / speed))
                 prev_ts = ts
                 if self.config.live and feed.stream is not None and feed.stream.reconnects != reconnects:
                     reconnects = feed.stream.reconnects
                     await reconcile_now(self.journal, self.venue, self.config.symbol)
-                await self.on_bar(ts, o, h, l, c, v, tradable)
+                await self.on_bar(ts, o, h, l, c, v, tradable, flow[0] if flow else math.nan)
                 bar_iter.update()
                 if self.config.max_bars and len(self.equity) >= self.config.max_bars:
                     break
