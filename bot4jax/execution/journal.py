@@ -34,7 +34,6 @@ import math
 import sqlite3
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -229,6 +228,7 @@ class OrderJournal:
 
     @staticmethod
     def _event(conn, kind: str, client_id: str | None, status: str | None, payload: dict, now: int) -> None:
+        # payload: vars() of a flat frozen dataclass (its fields), serialised at once, never mutated
         conn.execute("INSERT INTO events (kind, client_id, status, payload, written_ms) VALUES (?,?,?,?,?)",
                      (kind, client_id, status, json.dumps(payload, sort_keys=True), now))
 
@@ -250,7 +250,7 @@ class OrderJournal:
                                        "journal; a client id is used for one order only") from None
                 raise JournalError(f"{self.path}: order {request.client_id!r}: {e}") from None
             self._event(conn, "intent", request.client_id, "pending",
-                        {**asdict(request), "group_id": group_id}, now)
+                        {**vars(request), "group_id": group_id}, now)
         self._write(write)
 
     def record_state(self, state: OrderState) -> None:
@@ -277,7 +277,7 @@ class OrderJournal:
                 "venue_ts = COALESCE(?, venue_ts), updated_ms = ? WHERE client_id = ?",
                 (status, state.venue_id, max(old_filled, state.filled), state.avg_price, state.reason,
                  state.ts, now, state.client_id))
-            self._event(conn, "state", state.client_id, state.status, asdict(state), now)
+            self._event(conn, "state", state.client_id, state.status, vars(state), now)
         self._write(write)
 
     def adopt(self, state: OrderState, group_id: str | None = None) -> bool:
@@ -297,7 +297,7 @@ class OrderJournal:
                  state.ts))
             if cur.rowcount == 0:
                 return False
-            self._event(conn, "adopt", state.client_id, state.status, asdict(state), now)
+            self._event(conn, "adopt", state.client_id, state.status, vars(state), now)
             return True
         return self._write(write)
 
@@ -322,7 +322,7 @@ class OrderJournal:
             conn.execute("UPDATE orders SET filled = ?, avg_price = ?, updated_ms = ? "
                          "WHERE client_id = ? AND filled < ?",
                          (qty, notional / qty, now, fill.client_id, qty))
-            self._event(conn, "fill", fill.client_id, None, asdict(fill), now)
+            self._event(conn, "fill", fill.client_id, None, vars(fill), now)
             return True
         return self._write(write)
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -108,6 +109,7 @@ class OrderManager:
         self._groups: dict[str, int] = {}
         self._seen: set[str] = set()
         self._retry: list[tuple[str, _Entry]] = []
+        self.last_sent_ns = 0
         self.stats = {"race_fills": 0, "duplicate_fills": 0, "foreign_fills": 0, "unknown": 0, "replaced": 0}
 
     # -- account
@@ -312,6 +314,7 @@ class OrderManager:
         if self.journal is not None:
             self.journal.record_intent(request, entry.group_id)
         try:
+            self.last_sent_ns = time.perf_counter_ns()   # "order out": the decision latency ends here
             state = await self.exchange.create_order(request)
         except RateLimited as exc:
             if not raise_rejection:   # a placement of the emulation: not given up, retried by flush()
