@@ -86,32 +86,61 @@ def make_exchange(name: str, *, api_url: str | None = None, rate_limit_ms: float
     """
     import ccxt
 
-    cls = getattr(ccxt, name, None)
-    if name not in ccxt.exchanges or cls is None:
-        raise ConfigError(f"unknown exchange {name!r}: ccxt knows {len(ccxt.exchanges)} venues, e.g. binance, "
-                          "bybit, okx, kraken, coinbase (see ccxt.exchanges)")
-    config: dict = {"enableRateLimit": True}
+    return build_exchange(ccxt, name, api_url=api_url, rate_limit_ms=rate_limit_ms, timeout_ms=timeout_ms,
+                          market_types=market_types)
+
+
+def build_exchange(module, exchange_id: str, *, api_url: str | None = None, ws_url: str | None = None,
+                   rate_limit_ms: float | None = None, timeout_ms: int | None = None,
+                   market_types: tuple[str, ...] | None = None, config: dict | None = None):
+    """`module.<exchange_id>` (module: ccxt, ccxt.async_support or ccxt.pro) with rate limiting on.
+
+    api_url / ws_url replace scheme and host of the REST / websocket endpoints in `urls['api']`
+    (paths kept; ccxt keeps the websocket ones under the key 'ws'); market_types restricts market
+    loading where ccxt lets us choose; config adds to the constructor's settings (e.g. API keys).
+    The one place the sync data download, the async venue and the live streams build exchanges.
+    """
+    cls = getattr(module, exchange_id, None)
+    if exchange_id not in module.exchanges or cls is None:
+        raise ConfigError(f"unknown exchange {exchange_id!r}: ccxt knows {len(module.exchanges)} venues, e.g. "
+                          "binance, bybit, okx, kraken, coinbase (see ccxt.exchanges)")
+    settings: dict = {"enableRateLimit": True, **(config or {})}
     if rate_limit_ms is not None:
-        config["rateLimit"] = rate_limit_ms
+        settings["rateLimit"] = rate_limit_ms
     if timeout_ms is not None:
-        config["timeout"] = timeout_ms
-    exchange = cls(config)
+        settings["timeout"] = timeout_ms
+    exchange = cls(settings)
+    urls = exchange.urls["api"]
     if api_url:
-        exchange.urls["api"] = _rehost(exchange.urls["api"], api_url)
+        _check_base(api_url, ("http", "https"), "--api-url")
+        urls = ({k: v if k == "ws" else _rehost(v, api_url) for k, v in urls.items()} if isinstance(urls, dict)
+                else _rehost(urls, api_url))
+    if ws_url:
+        _check_base(ws_url, ("ws", "wss"), "--ws-url")
+        if not isinstance(urls, dict) or "ws" not in urls:
+            raise ConfigError(f"{exchange_id}: ccxt keeps no websocket URLs in urls['api']['ws'] to point "
+                              f"at {ws_url}")
+        urls = {**urls, "ws": _rehost(urls["ws"], ws_url)}
+    exchange.urls["api"] = urls
     fetch_markets = exchange.options.get("fetchMarkets")
     if market_types and isinstance(fetch_markets, dict) and "types" in fetch_markets:
         exchange.options["fetchMarkets"] = {**fetch_markets, "types": list(market_types)}
     return exchange
 
 
-def _rehost(urls, api_url: str):
-    base = urlsplit(api_url)
-    if not base.scheme or not base.netloc:
-        raise ConfigError(f"--api-url {api_url!r} must look like http://host:port or https://host")
+def _check_base(url: str, schemes: tuple[str, ...], name: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(f"{name} {url!r} must look like {schemes[0]}://host:port or {schemes[-1]}://host")
+
+
+def _rehost(urls, base: str):
+    """`urls` (a URL or nested dicts of them) with scheme and host replaced by those of `base`."""
     if isinstance(urls, dict):
-        return {k: _rehost(v, api_url) for k, v in urls.items()}
+        return {k: _rehost(v, base) for k, v in urls.items()}
     if isinstance(urls, str) and "://" in urls:
-        return urlsplit(urls)._replace(scheme=base.scheme, netloc=base.netloc).geturl()
+        b = urlsplit(base)
+        return urlsplit(urls)._replace(scheme=b.scheme, netloc=b.netloc).geturl()
     return urls
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot4jax.data.download import RetryPolicy, _rehost, retry_after_s
+from bot4jax.data.download import RetryPolicy, build_exchange, retry_after_s
 from bot4jax.data.types import Book
 from bot4jax.errors import ConfigError
 from bot4jax.execution.base import (ORDER_TYPES, TIME_IN_FORCE, Balance, ExchangeError, ExchangeUnavailable, Fill,
@@ -82,23 +82,9 @@ def make_async_exchange(exchange_id: str, *, api_url: str | None = None, credent
     """
     import ccxt.async_support as accxt
 
-    cls = getattr(accxt, exchange_id, None)
-    if exchange_id not in accxt.exchanges or cls is None:
-        raise ConfigError(f"unknown exchange {exchange_id!r}: ccxt knows {len(accxt.exchanges)} venues, e.g. "
-                          "binance, bybit, okx, kraken, coinbase (see ccxt.exchanges)")
-    config: dict = {"enableRateLimit": True}
-    if rate_limit_ms is not None:
-        config["rateLimit"] = rate_limit_ms
-    if timeout_ms is not None:
-        config["timeout"] = timeout_ms
-    if credentials is not None:
-        config.update(credentials.ccxt_config())
-    exchange = cls(config)
-    if api_url:
-        exchange.urls["api"] = _rehost(exchange.urls["api"], api_url)
-    fetch_markets = exchange.options.get("fetchMarkets")
-    if market_types and isinstance(fetch_markets, dict) and "types" in fetch_markets:
-        exchange.options["fetchMarkets"] = {**fetch_markets, "types": list(market_types)}
+    exchange = build_exchange(accxt, exchange_id, api_url=api_url, rate_limit_ms=rate_limit_ms,
+                              timeout_ms=timeout_ms, market_types=market_types,
+                              config=credentials.ccxt_config() if credentials is not None else None)
     original = exchange.on_rest_response
 
     def on_rest_response(code, reason, url, method, headers, body, *rest):

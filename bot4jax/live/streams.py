@@ -52,8 +52,8 @@ import logging
 import math
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
-from urllib.parse import urlsplit
 
+from bot4jax.data.download import build_exchange
 from bot4jax.data.timeframes import timeframe_ms
 from bot4jax.errors import ConfigError, DataError
 
@@ -91,47 +91,9 @@ def make_pro_exchange(exchange_id: str, api_url: str | None = None, ws_url: str 
         raise ConfigError(f"unknown exchange {exchange_id!r}: ccxt knows {len(ccxt.async_support.exchanges)} "
                           "venues, e.g. binance, bybit, okx, kraken, coinbase (see ccxt.exchanges)")
     pro = websocket and exchange_id in ccxt.pro.exchanges
-    cls = getattr(ccxt.pro if pro else ccxt.async_support, exchange_id)
-    config: dict = {"enableRateLimit": True}
-    if rate_limit_ms is not None:
-        config["rateLimit"] = rate_limit_ms
-    if timeout_ms is not None:
-        config["timeout"] = timeout_ms
-    exchange = cls(config)
-    urls = exchange.urls["api"]
-    if api_url:
-        _check_base(api_url, ("http", "https"), "api_url")
-        if isinstance(urls, dict):
-            urls = {k: v if k == "ws" else _rehost(v, api_url) for k, v in urls.items()}
-        else:
-            urls = _rehost(urls, api_url)
-    if ws_url and pro:
-        _check_base(ws_url, ("ws", "wss"), "ws_url")
-        if not isinstance(urls, dict) or "ws" not in urls:
-            raise ConfigError(f"{exchange_id}: ccxt keeps no websocket URLs in urls['api']['ws'] to point "
-                              f"at {ws_url}")
-        urls = {**urls, "ws": _rehost(urls["ws"], ws_url)}
-    exchange.urls["api"] = urls
-    fetch_markets = exchange.options.get("fetchMarkets")
-    if market_types and isinstance(fetch_markets, dict) and "types" in fetch_markets:
-        exchange.options["fetchMarkets"] = {**fetch_markets, "types": list(market_types)}
-    return exchange
-
-
-def _check_base(url: str, schemes: tuple[str, ...], name: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise ConfigError(f"{name} {url!r} must look like {schemes[0]}://host:port or {schemes[-1]}://host")
-
-
-def _rehost(urls, base: str):
-    """`urls` (a URL or nested dicts of them) with scheme and host replaced by those of `base`."""
-    if isinstance(urls, dict):
-        return {k: _rehost(v, base) for k, v in urls.items()}
-    if isinstance(urls, str) and "://" in urls:
-        b = urlsplit(base)
-        return urlsplit(urls)._replace(scheme=b.scheme, netloc=b.netloc).geturl()
-    return urls
+    return build_exchange(ccxt.pro if pro else ccxt.async_support, exchange_id, api_url=api_url,
+                          ws_url=ws_url if pro else None, rate_limit_ms=rate_limit_ms, timeout_ms=timeout_ms,
+                          market_types=market_types)
 
 
 @dataclass(frozen=True)

@@ -126,9 +126,9 @@ def test_make_pro_exchange_points_rest_and_websocket_at_local_servers():
     assert ex.options["fetchMarkets"]["types"] == ["spot"]
     rest_only = make_pro_exchange("binance", api_url="http://127.0.0.1:9", websocket=False)
     assert not rest_only.has.get("watchOHLCV") and rest_only.urls["api"]["public"] == "http://127.0.0.1:9/api/v3"
-    with pytest.raises(ConfigError, match="ws_url"):
+    with pytest.raises(ConfigError, match="--ws-url"):
         make_pro_exchange("binance", ws_url="http://127.0.0.1:8")
-    with pytest.raises(ConfigError, match="api_url"):
+    with pytest.raises(ConfigError, match="--api-url"):
         make_pro_exchange("binance", api_url="127.0.0.1:9")
     with pytest.raises(ConfigError, match="unknown exchange"):
         make_pro_exchange("no-such-venue")
