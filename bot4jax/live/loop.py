@@ -109,7 +109,8 @@ class Loop:
         self.orders = self.rejected = self.errors = self.decisions = 0
         self.start_equity = math.nan
         self.peak = -math.inf
-        self.fill_since: int | None = None
+        # A venue's fills from before this run are already in its balances: fetch only newer ones.
+        self.fill_since: int | None = None if self.simulated else int(time.time() * 1000)
         self.warm = False
         self.paused_until = -1   # ms: a high surveillance alert pauses new exposure until then
 
@@ -128,6 +129,8 @@ class Loop:
         else:
             try:
                 fills = await self.venue.fetch_fills(self.config.symbol, since=self.fill_since)
+                if any(o.status == "unknown" for o in self.manager.open_orders):
+                    await self.manager.resolve_unknown()   # answers lost earlier: ask the venue
                 self.breakers.on_exchange_success(ts)
             except ExchangeError as e:
                 self._exchange_error(ts, e)
