@@ -235,3 +235,49 @@ def test_live_without_api_keys_is_one_clear_error_before_any_order(tmp_path, mon
         live_main(["--live", "--exchange", "binance", "--out", str(tmp_path), "--journal",
                    str(tmp_path / "j.sqlite"), "--no-progress", "--model", "."])
     assert not (tmp_path / "j.sqlite").exists()
+
+
+def test_a_high_surveillance_alert_stops_new_exposure(trained, tmp_path):
+    """A real monitor's high alert, delivered through its subscription, keeps the loop from adding to
+    the position for the pause, while the same bars unpaused do buy."""
+    import asyncio
+    import dataclasses
+
+    from bot4jax.config import LiveConfig
+    from bot4jax.data.simulator_surveillance import simulate_surveillance
+    from bot4jax.execution.journal import OrderJournal
+    from bot4jax.live.breakers import Breakers
+    from bot4jax.live.engine import DecisionEngine
+    from bot4jax.live.feeds import open_feed
+    from bot4jax.live.loop import Loop
+    from bot4jax.live.metrics import LiveMetrics
+    from bot4jax.live.session import make_venue, open_manager
+    from bot4jax.surveillance import SurveillanceMonitor
+
+    _, run_dir = trained
+    config = LiveConfig(model=str(run_dir), sim_bars=LIVE_BARS, sim_seed=LIVE_SEED, surveillance_pause_s=1e9)
+
+    async def replay(alert_first: bool, name: str) -> list[dict]:
+        venue = make_venue(config)
+        journal = OrderJournal(tmp_path / f"{name}.sqlite", durable=False)
+        manager = await open_manager(config, venue, journal)
+        feed = open_feed(config)
+        with open(tmp_path / f"{name}.csv", "w", newline="") as f:
+            breakers = Breakers(dataclasses.replace(config.breakers, stale_after_s=1e6))
+            loop = Loop(config, DecisionEngine(load_model(run_dir)), venue, manager, journal, breakers,
+                        LiveMetrics(), feed.timeframe, f)
+            if alert_first:
+                monitor = SurveillanceMonitor(audit_log=str(tmp_path / "alerts.jsonl"))
+                monitor.subscribe(loop.on_alert)
+                monitor.on_events(simulate_surveillance(600.0, seed=3, episodes=("ramping",)).events)
+                assert loop.paused_until > 0
+            await loop.run(feed, progress=False)
+        journal.close()
+        with open(tmp_path / f"{name}.csv") as f:
+            return list(csv.DictReader(f))
+
+    free = asyncio.run(replay(False, "free"))
+    paused = asyncio.run(replay(True, "paused"))
+    assert any(r["action"] == "buy" for r in free)
+    assert not any(r["action"] == "buy" for r in paused) and all(float(r["position"]) == 0.0 for r in paused)
+    assert [r["p_up"] for r in paused] == [r["p_up"] for r in free]   # the same decisions, only held back
