@@ -59,7 +59,7 @@ from bot4jax.errors import ConfigError, DataError
 
 log = logging.getLogger("bot4jax.live.streams")
 
-HISTORY_BARS = 200   # > the longest feature warm-up (50 bars); the same as feeds.HISTORY_BARS
+HISTORY_BARS = 200   # > the longest feature warm-up (50 bars)
 MAX_PAGES = 20       # REST pages per catch-up: 20 x 500 candles covers any outage worth catching up on
 
 # Extra watch_trades params per venue. Binance: aggregate trades, whose ids match REST fetch_trades.
