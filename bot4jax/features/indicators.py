@@ -20,18 +20,17 @@ where pandas would skip it. The streaming kernels in `bot4jax.kernels.indicators
 Other non-finite prices (+-inf) are outside the contract.
 
 How it is computed (CPU speed and float64 accuracy at once):
-- EMA-type recursions y[t] = d*y[t-1] + a*u[t] run in blocks of 8 samples: one matvec gives
-  every block's local end state (zero incoming state), the states entering the blocks follow from
-  the same recursion one level up (8x shorter, recursively), and one matmul of the blocks, each
-  with its entry state as a ninth column, gives every value. No power beyond the 8th of a level's
-  decay and no long sums appear, so the error stays at a few ulps however long the series (a
-  sequential `lax.scan` is ~1.5-4x slower on CPU; an associative scan over the whole series is
-  slower too and multiplies long chains of d; measured at 10**6 samples). MACD's two EMAs share
-  one matmul (the line is linear in the prices). A NaN would spread backwards through its block
-  inside the matmul, so series holding one take a separate branch (`lax.cond`): the recursion
-  runs on the series with NaN replaced by 0 and the outputs are NaN from the first NaN on. The
-  branch is chosen on the block end states, which hold a NaN whenever the prices do, so clean
-  series pay nothing extra for it.
+- EMA-type recursions y[t] = d*y[t-1] + a*u[t] run in blocks of 8 samples: one matvec per block
+  gives every block's local end state, the block-end states follow from the same recursion one
+  level up (8x shorter, recursively), and each block is re-run by one small matmul with its
+  incoming state folded into its first input (at the top level the state's share, d**(j+1)
+  times it, is added after the matmul so that XLA fuses it into the next step). No power beyond
+  the 8th of a level's decay and no long sums appear, so the error stays at a few ulps however
+  long the series (a sequential `lax.scan` is ~1.5-4x slower on CPU; an associative scan over the
+  whole series is slower too and multiplies long chains of d; measured at 10**6 samples). A NaN
+  would spread through its block inside the matmul, so series holding one take a separate branch
+  (`lax.cond`): the recursion runs on the series with NaN replaced by 0 and the outputs are NaN
+  from the first NaN on; clean series pay only one `isnan` reduction for this.
 - Rolling sums are formed per window from at most `window` terms, never as differences of running
   sums along the series (cumulative sums of x and x**2 lose ~4e-6 on the mean and ~6e-3 on the
   Bollinger bands of a random walk near 30,000 over 10**6 samples). The variance is summed around
@@ -52,8 +51,7 @@ from bot4jax.jaxcfg import jax, jnp
 _BLOCK = 8    # block length of the blocked recursion, at every level (measured: 8 ~ 16 < 4, 32, 64)
 # Rolling windows up to these lengths are summed directly (O(window) per sample, one fused pass);
 # longer ones in chunks (O(1) per sample but ~4 passes and more memory). Crossovers measured on CPU.
-_SMA_SLICES_MAX = 32      # a sum of shifted slices (one fused pass) up to here, then reduce_window
-_SMA_DIRECT_MAX = 160
+_SMA_DIRECT_MAX = 256
 _BOLLINGER_DIRECT_MAX = 64
 
 
@@ -86,77 +84,79 @@ def _decay_matrix(d: float, gain: float, b: int) -> np.ndarray:
 def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
     """y[..., t] = d * y[..., t-1] + gain * u[..., t] with y[..., -1] = y0, for NaN-free u.
 
-    u: (..., n) float64; y0: (...,); d, gain: Python floats. Returns (..., n). See `_run_blocks`.
+    u: (..., n) float64; y0: (...,); d, gain: Python floats. Returns (..., n).
+    Blocks of `_BLOCK` samples: the block-end states come from one matvec per block (zero
+    incoming state) and the same recursion one level up (`_BLOCK` times shorter, recursively);
+    each block is then re-run by one small matmul with its incoming state folded into its first
+    input. NaN inputs would spread through a whole block (0 * NaN in the matmul), so callers
+    route series holding a NaN through `_nan_from_first` instead of handling NaN here (that
+    keeps the clean path free of NaN bookkeeping).
     """
-    U = _blocks(u)
-    return _run_blocks(U, U @ _block_end_weights(d, gain, U.shape[-1]), d, gain, y0, u.shape[-1])
+    n = u.shape[-1]
+    b = max(1, min(_BLOCK, n))         # a short series is one block, not padded to a long one
+    nb = -(-n // b)
+    lead = u.shape[:-1]
+    U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    L = _decay_matrix(d, gain, b)
+    ends = U @ L[-1]                   # block-local final states (zero incoming state)
+    if nb == 1:
+        prev = y0[..., None]
+    else:
+        state = _linear_recurrence(ends, d**b, 1.0, y0)          # state at the end of each block
+        prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
+    # The incoming state enters as an extra input at the block's first sample: y = d*prev + gain*u0.
+    U2 = U + jnp.where(jnp.arange(b) == 0, (d / gain) * prev[..., None], 0.0)
+    return (U2 @ L.T).reshape(*lead, nb * b)[..., :n]
 
 
-def _blocks(u: jax.Array) -> jax.Array:
-    """(..., n) -> (..., nb, b): consecutive blocks of b = min(_BLOCK, n) samples, zero-padded."""
+def _recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
+    """`_linear_recurrence` at the top level, its result left for the caller's next step to fuse.
+
+    Same recursion and blocks; the block-local responses come from one matmul of the raw input,
+    y_local = U @ L.T, and the incoming state is added afterwards, y = y_local + d**(j+1) * prev
+    (j = position in the block). That sum is elementwise, so XLA fuses it into whatever consumes y
+    (the RSI ratio, the MACD line, the warm-up mask) instead of writing and re-reading a corrected
+    input (measured ~10-20% faster for rsi and macd). The levels below stay `_linear_recurrence`:
+    their results must be materialised, or XLA would fuse every level into this last pass.
+    u: (..., n) float64 without NaN; y0: (...,). Returns (..., n).
+    """
     n = u.shape[-1]
     b = max(1, min(_BLOCK, n))
     nb = -(-n // b)
-    return jnp.pad(u, [(0, 0)] * (u.ndim - 1) + [(0, nb * b - n)]).reshape(*u.shape[:-1], nb, b)
+    lead = u.shape[:-1]
+    U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    L = _decay_matrix(d, gain, b)
+    if nb == 1:
+        prev = y0[..., None]
+    else:
+        state = _linear_recurrence(U @ L[-1], d**b, 1.0, y0)    # state at the end of each block
+        prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
+    lift = np.power(d, np.arange(1, b + 1, dtype=np.float64))   # d**(j+1), j = 0..b-1
+    return (U @ L.T + lift * prev[..., None]).reshape(*lead, nb * b)[..., :n]
 
 
-def _block_end_weights(d: float, gain: float, b: int) -> np.ndarray:
-    """w[j] = gain * d**(b-1-j): a block's final state from its inputs, zero incoming state."""
-    return _decay_matrix(d, gain, b)[-1]
+def _nan_from_first(fn, x: jax.Array):
+    """fn(x) for a recursive indicator, NaN from each row's first NaN price on.
 
-
-def _entry_states(ends: jax.Array, d: float, b: int, y0: jax.Array) -> jax.Array:
-    """State entering each block (..., nb) of y[t] = d*y[t-1] + gain*u[t], y[-1] = y0, blocks of
-    b samples, from the blocks' local final states `ends` (..., nb): the same recursion one
-    level up."""
-    if ends.shape[-1] == 1:
-        return y0[..., None]
-    state = _linear_recurrence(ends, d**b, 1.0, y0)          # state at the end of each block
-    return jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
-
-
-def _block_matrix(d: float, gain: float, b: int) -> np.ndarray:
-    """(b + 1, b): rows 0..b-1 map a block's inputs to its values, row b its entry state,
-    y[j] = sum_k gain * d**(j-k) * u[k] + d**(j+1) * y_entry."""
-    lift = np.power(d, np.arange(1, b + 1, dtype=np.float64))
-    return np.concatenate([_decay_matrix(d, gain, b).T, lift[None, :]], axis=0)
-
-
-def _run_blocks(U: jax.Array, ends: jax.Array, d: float, gain: float, y0: jax.Array, n: int):
-    """(..., n): y[t] = d*y[t-1] + gain*u[t], y[-1] = y0, from u in blocks U (..., nb, b) and
-    the blocks' local final states `ends` (..., nb). The entry state rides in the matmul as an
-    extra column: adding it afterwards as a broadcast over each block measured ~25% slower."""
-    b = U.shape[-1]
-    prev = _entry_states(ends, d, b, y0)
-    return _flat(jnp.concatenate([U, prev[..., None]], axis=-1) @ _block_matrix(d, gain, b), n)
-
-
-def _flat(y: jax.Array, n: int) -> jax.Array:
-    """(..., nb, b) -> (..., n), dropping the padding."""
-    return y.reshape(*y.shape[:-2], -1)[..., :n]
-
-
-def _nan_guarded(x: jax.Array, prepare, finish):
-    """finish(x, *prepare(x)) -> tuple of outputs, NaN from each row's first NaN price on.
-
-    prepare(x) returns (operands, probe), probe a small array that holds a NaN whenever x does
-    (block-end states: every input reaches one with a positive weight), so clean input (the normal
-    case: the data layer rejects NaN) pays nothing for the check. Otherwise the computation runs
-    on the prices with NaN replaced by 0 and every output is NaN from the row's first NaN on —
-    what the sequential recursion gives, since a NaN poisons every later state and no earlier one.
-    `lax.cond` runs one branch.
+    fn maps prices (..., n) to a tuple of arrays shaped like x. Clean input (the normal case: the
+    data layer rejects NaN) runs fn directly; otherwise fn runs on the prices with NaN replaced by
+    0 and every output is NaN from the row's first NaN on — what the sequential recursion gives,
+    since a NaN input poisons every later state and no earlier one. `lax.cond` runs one branch.
     """
-    operands, probe = prepare(x)
+    bad = jnp.isnan(x)
 
-    def with_nan(x, _):
-        bad = jnp.isnan(x)
+    def masked(x):
         idx = jnp.arange(x.shape[-1])
         first = jnp.min(jnp.where(bad, idx, x.shape[-1]), axis=-1, keepdims=True)
-        x0 = jnp.where(bad, 0.0, x)
-        return tuple(jnp.where(idx >= first, jnp.nan, y) for y in finish(x0, *prepare(x0)[0]))
+        return tuple(jnp.where(idx >= first, jnp.nan, y) for y in fn(jnp.where(bad, 0.0, x)))
 
-    return jax.lax.cond(jnp.any(jnp.isnan(probe)), with_nan,
-                        lambda x, ops: tuple(finish(x, *ops)), x, operands)
+    return jax.lax.cond(jnp.any(bad), masked, fn, x)
+
+
+def _ema_line(x: jax.Array, span: int) -> jax.Array:
+    """Adjust=False EMA seeded at x[..., 0], no warm-up mask."""
+    alpha = 2.0 / (span + 1.0)
+    return _recurrence(x, 1.0 - alpha, alpha, x[..., 0])
 
 
 def _direct_window_sums(x: jax.Array, window: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -220,18 +220,14 @@ def sma(x, window: int) -> jax.Array:
     """Simple moving average: mean of the last `window` prices.
 
     sma[t] = (1/w) * sum_{i=0}^{w-1} x[t-i];  NaN for t < w-1 (pandas `rolling(w).mean()`).
-    Every window is summed from its own <= w terms (directly for w <= 160, in chunks otherwise;
-    see the module docstring), so no error accumulates along the series. Cost O(min(w, 160)) per
+    Every window is summed from its own <= w terms (directly for w <= 256, in chunks otherwise;
+    see the module docstring), so no error accumulates along the series. Cost O(min(w, 256)) per
     sample.
     Shapes: (n,) -> (n,), (m, n) -> (m, n).
     """
     window = _check_int("window", window)
     x = _series(x)
-    if window <= _SMA_SLICES_MAX:
-        n = x.shape[-1]
-        xp = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)])
-        mean = sum(xp[..., i:i + n] for i in range(window)) / window
-    elif window <= _SMA_DIRECT_MAX:
+    if window <= _SMA_DIRECT_MAX:
         dims = (1,) * (x.ndim - 1) + (window,)
         pad = [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)]
         mean = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, (1,) * x.ndim, pad) / window
@@ -250,21 +246,14 @@ def ema(x, span: int) -> jax.Array:
     """
     span = _check_int("span", span)
     x = _series(x)
-    n = x.shape[-1]
-    if n == 0:
+    if x.shape[-1] == 0:
         return x
     alpha = 2.0 / (span + 1.0)
-    d = 1.0 - alpha
-
-    def prepare(v):
-        X = _blocks(v)
-        ends = X @ _block_end_weights(d, alpha, X.shape[-1])
-        return (X, ends), ends
-
-    def finish(v, X, ends):
-        return (_warmup(_run_blocks(X, ends, d, alpha, v[..., 0], n), span - 1),)
-
-    return _nan_guarded(x, prepare, finish)[0]
+    # The plain recursion here: with nothing to fuse its last step into, the deferred-state form
+    # of `_recurrence` measured no faster.
+    (line,) = _nan_from_first(
+        lambda v: (_linear_recurrence(v, 1.0 - alpha, alpha, v[..., 0]),), x)
+    return _warmup(line, span - 1)
 
 
 @partial(jax.jit, static_argnames=("period",))
@@ -287,31 +276,25 @@ def rsi(x, period: int = 14) -> jax.Array:
     if n < 2:
         return jnp.full_like(x, jnp.nan)
     alpha = 1.0 / period
-    d = 1.0 - alpha
 
-    def prepare(v):
-        ends = _blocks(v) @ np.ones(min(_BLOCK, n))         # NaN wherever a block holds one
-        return (), ends
-
-    def finish(v):
-        # delta[t] = v[t] - v[t-1]; index 0 repeats the first change so the recursion seeded at
-        # it reproduces avg[1] = value[1] (index 0 itself is warm-up). A zero pad and a select
-        # measured ~2x faster than a concatenation.
-        v_prev = jnp.pad(v[..., :-1], [(0, 0)] * (v.ndim - 1) + [(1, 0)])
+    def averages(v):
+        # delta[t] = v[t] - v[t-1]; index 0 repeats the first change so the recursion seeded at it
+        # reproduces avg[1] = value[1] (index 0 itself is warm-up).
+        v_prev = jnp.concatenate([v[..., :1], v[..., :-1]], axis=-1)
         delta = jnp.where(jnp.arange(n) == 0, v[..., 1:2] - v[..., :1], v - v_prev)
-        b = min(_BLOCK, n)
-        w = _block_end_weights(d, alpha, b)
-        G = _blocks(jnp.maximum(delta, 0.0))
-        Lo = _blocks(jnp.maximum(-delta, 0.0))
-        gain = _run_blocks(G, G @ w, d, alpha, G[..., 0, 0], n)
-        loss = _run_blocks(Lo, Lo @ w, d, alpha, Lo[..., 0, 0], n)
+        gain = jnp.maximum(delta, 0.0)
+        loss = jnp.maximum(-delta, 0.0)
+        # Two 1-D recursions rather than one on a stacked (2, n) array: XLA then fuses the diff
+        # into each recursion's first pass instead of materialising the stack (measured faster).
+        gain = _recurrence(gain, 1.0 - alpha, alpha, gain[..., 0])
+        loss = _recurrence(loss, 1.0 - alpha, alpha, loss[..., 0])
         total = gain + loss
         # gain/total is exactly 1 when loss == 0 (and 0 when gain == 0), so those cases are exact.
-        value = jnp.where(total == 0.0, 50.0,
-                          100.0 * (gain / jnp.where(total == 0.0, 1.0, total)))
-        return (_warmup(value, period),)
+        return (jnp.where(total == 0.0, 50.0,
+                          100.0 * (gain / jnp.where(total == 0.0, 1.0, total))),)
 
-    return _nan_guarded(x, prepare, finish)[0]
+    (value,) = _nan_from_first(averages, x)
+    return _warmup(value, period)
 
 
 @partial(jax.jit, static_argnames=("fast", "slow", "signal"))
@@ -335,38 +318,19 @@ def macd(x, fast: int = 12, slow: int = 26, signal: int = 9):
     if n <= t0:
         nan = jnp.full_like(x, jnp.nan)
         return nan, nan, nan
-    a_fast, a_slow, a_sig = (2.0 / (s + 1.0) for s in (fast, slow, signal))
-    d_fast, d_slow, d_sig = 1.0 - a_fast, 1.0 - a_slow, 1.0 - a_sig
+    alpha = 2.0 / (signal + 1.0)
 
-    def prepare(v):
-        X = _blocks(v)
-        b = X.shape[-1]
-        # Both EMAs' block ends from one pass over the prices.
-        ends = X @ np.stack([_block_end_weights(d_fast, a_fast, b),
-                             _block_end_weights(d_slow, a_slow, b)], axis=-1)
-        return (X, ends), ends
-
-    def finish(v, X, ends):
-        b = X.shape[-1]
-        # Both EMAs are linear in the prices: one matmul with the difference of their block
-        # matrices, and both entry states as extra columns, gives the line.
-        prev_fast = _entry_states(ends[..., 0], d_fast, b, v[..., 0])
-        prev_slow = _entry_states(ends[..., 1], d_slow, b, v[..., 0])
-        line_matrix = np.concatenate([_block_matrix(d_fast, a_fast, b),
-                                      -_block_matrix(d_slow, a_slow, b)[-1:]], axis=0)
-        line_matrix[:b] -= _decay_matrix(d_slow, a_slow, b).T
-        line = _flat(jnp.concatenate([X, prev_fast[..., None], prev_slow[..., None]], axis=-1)
-                     @ line_matrix, n)
+    def lines(v):
+        line = _ema_line(v, fast) - _ema_line(v, slow)
         # Before t0 the signal recursion is fed macd[t0] (a fixed point of the recursion), so it
         # starts at macd[t0] there.
-        S = _blocks(jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line))
-        sig = _run_blocks(S, S @ _block_end_weights(d_sig, a_sig, b), d_sig, a_sig,
-                          line[..., t0], n)
-        line = _warmup(line, t0)
-        sig = _warmup(sig, t0 + signal - 1)
-        return line, sig, line - sig
+        seeded = jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line)
+        return line, _recurrence(seeded, 1.0 - alpha, alpha, line[..., t0])
 
-    return _nan_guarded(x, prepare, finish)
+    line, sig = _nan_from_first(lines, x)
+    line = _warmup(line, t0)
+    sig = _warmup(sig, t0 + signal - 1)
+    return line, sig, line - sig
 
 
 @partial(jax.jit, static_argnames=("window",))
