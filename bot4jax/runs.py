@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from bot4jax import config as cfg
-from bot4jax.registry.checkpoints import write_json_atomic
+from bot4jax.jsonio import write_json_atomic
 
 
 def make_run_dir(out: str | Path, kind: str, seed: int | None = None) -> Path:

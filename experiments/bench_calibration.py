@@ -16,7 +16,6 @@ dependency: benchmark only); --quick writes calibration_quick.json instead.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
+from bot4jax.jsonio import write_json_atomic
 from bot4jax.validation.calibration import isotonic_fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,9 +107,7 @@ def main() -> None:
         "results": rows,
     }
     out = OUT.with_name("calibration_quick.json") if args.quick else OUT
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(out)
+    write_json_atomic(out, doc)
     print(f"wrote {out.relative_to(ROOT)}")
 
 

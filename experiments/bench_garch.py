@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import platform
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot4jax.jsonio import write_json_atomic
 from bot4jax.jaxcfg import jax
 from bot4jax.kernels.garch_nb import garch_variance_path_nb, garch_variance_update_nb
 from bot4jax.models import garch
@@ -238,9 +238,7 @@ def main() -> None:
         "single_fit": single,
         "streaming": stream,
     }
-    tmp = OUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=float))
-    tmp.replace(OUT)
+    write_json_atomic(OUT, record)
     print(f"wrote {OUT.relative_to(ROOT)}")
 
 

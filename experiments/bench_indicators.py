@@ -16,7 +16,6 @@ Writes experiments/runs/benchmarks/indicators.json (pandas is a dev dependency: 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bot4jax.jsonio import write_json_atomic
 from bot4jax.features import indicators as ind
 from bot4jax.jaxcfg import jax, jnp
 from bot4jax.kernels import indicators_nb as nb
@@ -218,10 +218,7 @@ def main() -> None:
     for k, v in streaming.items():
         print(f"{k:14s} {v['ns_per_update_median']:20.1f} {v['ns_per_update_min']:8.1f}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, result)
     print(f"\nwrote {args.out}")
 
 

@@ -36,6 +36,8 @@ import platform
 import subprocess
 import sys
 import time
+
+from bot4jax.jsonio import write_json_atomic
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,9 +232,7 @@ def main() -> None:
                        "cpu_count": os.cpu_count()},
            "runs": runs}
     out = OUT.with_name("lstm_quick.json") if args.quick else OUT
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(out)
+    write_json_atomic(out, doc)
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -20,7 +20,6 @@ Writes experiments/runs/benchmarks/microstructure.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bot4jax.jsonio import write_json_atomic
 from bot4jax.data.simulator import simulate
 from bot4jax.features import microstructure as ms
 from bot4jax.features.microstructure import sim
@@ -268,10 +268,7 @@ def main() -> None:
     for k, v in acc.items():
         print(f"{k:70s} {v['true']:10.4g} {v['mean_estimate']:10.4g} {v['max_rel_error']:11.2%}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, result)
     print(f"\nwrote {args.out}")
 
 

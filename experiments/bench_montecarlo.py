@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot4jax.jaxcfg import jax, jnp  # noqa: E402
-from bot4jax.registry.checkpoints import write_json_atomic  # noqa: E402
+from bot4jax.jsonio import write_json_atomic  # noqa: E402
 from bot4jax.risk import counter_rng as crng  # noqa: E402
 from bot4jax.risk import montecarlo as mc  # noqa: E402
 from bot4jax.risk.fan import equity_fan, write_fan  # noqa: E402

@@ -23,7 +23,6 @@ import os
 os.environ["NUMBA_NRT_STATS"] = "1"  # before numba's import, or the runtime keeps no statistics
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -34,6 +33,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 from numba.core.runtime import rtsys  # noqa: E402
 
+from bot4jax.jsonio import write_json_atomic  # noqa: E402
 from bot4jax.kernels.risk_nb import INPUT_ORDER, RECORD_DTYPE, risk_clamps_nb  # noqa: E402
 from bot4jax.risk.sizing import RiskClamps, RiskConfig, params_record  # noqa: E402
 
@@ -198,10 +198,7 @@ def main() -> None:
           f"{'unchanged' if allocation['unchanged'] else 'CHANGED'}; njit loop of 1: {loop_one}, "
           f"of {args.n:,}: {loop_n} -> {'constant' if allocation['njit_loop_constant'] else 'GROWS'}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, result)
     print(f"\nwrote {args.out}")
     if not (allocation["unchanged"] and allocation["njit_loop_constant"]):
         raise SystemExit("Numba runtime allocation per decision detected")

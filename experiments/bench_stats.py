@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import platform
 import time
@@ -27,6 +26,7 @@ import numpy as np
 from statsmodels.stats.diagnostic import acorr_ljungbox, het_arch
 from statsmodels.tsa.stattools import adfuller
 
+from bot4jax.jsonio import write_json_atomic
 from bot4jax.validation.stats import adf, arch_lm, ljung_box
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,10 +132,7 @@ def main() -> None:
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out)
+    write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
 
 

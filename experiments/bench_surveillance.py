@@ -20,7 +20,6 @@ loaded from cache) before timing. Writes experiments/runs/benchmarks/surveillanc
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -32,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the plain-Python references live in the tests
 
+from bot4jax.jsonio import write_json_atomic  # noqa: E402
 from bot4jax.data.simulator_surveillance import EPISODE_KINDS, simulate_surveillance  # noqa: E402
 from bot4jax.surveillance import (  # noqa: E402
     DETECTORS, SurveillanceMonitor, detect, detector_init, detector_update, match, take_events,
@@ -158,9 +158,7 @@ def main() -> None:
         "speed": spd,
     }
     out = OUT.with_name("surveillance_quick.json") if args.quick else OUT
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(out)
+    write_json_atomic(out, doc)
     print(f"wrote {out.relative_to(ROOT)}")
 
 

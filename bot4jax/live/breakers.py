@@ -38,14 +38,13 @@ import enum
 import json
 import logging
 import math
-import os
-import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from bot4jax.errors import ConfigError
+from bot4jax.jsonio import write_json_atomic
 
 log = logging.getLogger("bot4jax.live.breakers")
 
@@ -267,7 +266,7 @@ class Breakers:
     def _trip(self, now_ms: int, reason: Reason, value) -> None:
         self.active[reason] = value
         if reason in _STICKY and self.halt_path is not None:
-            _write_atomic(self.halt_path, {"reason": str(reason), "value": value, "ts": now_ms})
+            write_json_atomic(self.halt_path, {"reason": str(reason), "value": value, "ts": now_ms})
         self._transition(now_ms, "trip", reason, value)
 
     def _clear(self, now_ms: int, reason: Reason, value) -> None:
@@ -297,18 +296,3 @@ class Breakers:
         first = next((r for r in Reason if r in active), None)
         self.reason = first
         self._rule = None if first is None else _RULE[first]
-
-
-def _write_atomic(path: Path, obj) -> None:
-    """Write JSON to a temp file beside `path`, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import orbax.checkpoint as ocp
 
 from bot4jax.errors import Bot4jaxError
+from bot4jax.jsonio import write_json_atomic
 
 MODEL_JSON = "model.json"
 PARAMS_DIR = "params"
@@ -34,24 +34,6 @@ class Checkpoint:
     path: Path
     params: dict
     meta: dict
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def save_model(model_dir: Path, params: dict, meta: dict) -> Path:

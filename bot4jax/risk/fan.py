@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bot4jax.jaxcfg import jax, jnp  # noqa: E402
-from bot4jax.registry.checkpoints import write_json_atomic  # noqa: E402
+from bot4jax.jsonio import write_json_atomic  # noqa: E402
 from bot4jax.risk import counter_rng as crng  # noqa: E402
 from bot4jax.risk.mc_stats import quantile_sorted, sort_f64  # noqa: E402
 from bot4jax.risk.montecarlo import prepare_inputs, run_block  # noqa: E402
