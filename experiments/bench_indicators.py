@@ -9,24 +9,30 @@ Batch: median wall time of the five indicators (SMA 20, EMA 20, RSI 14, MACD 12/
 ours is timed from a NumPy input (as pandas gets) and from a JAX array already on the device,
 each public function called once; and, reported apart, with the five public functions inside one
 `jax.jit` (as a user computing several indicators would write it). Per function: each one alone,
-from the device, beside the pandas expression where there is a single one.
+from the device, beside the pandas expression where there is a single one. Page faults per round
+are counted, and the batch comparison is repeated in a child process with glibc's default malloc
+settings (BOT4JAX_MALLOC_TUNING=0; see `bot4jax.jaxcfg` for what importing it changes).
 Accuracy: max |ours - pandas| per output. Streaming: ns per price of each `<name>_run_nb` replay.
 Writes experiments/runs/benchmarks/indicators.json (pandas is a dev dependency: benchmark only).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bot4jax.jsonio import write_json_atomic
 from bot4jax.features import indicators as ind
-from bot4jax.jaxcfg import jax, jnp
+from bot4jax.jaxcfg import MALLOC_TUNED, jax, jnp
+from bot4jax.jsonio import write_json_atomic
 from bot4jax.kernels import indicators_nb as nb
 
 OUT = Path(__file__).resolve().parent / "runs" / "benchmarks" / "indicators.json"
@@ -73,14 +79,17 @@ PER_FUNCTION = {
 }
 
 
-def timed(fn, repeats: int) -> list[float]:
+def timed(fn, repeats: int) -> tuple[list[float], list[int]]:
+    """Wall times and minor page faults of `repeats` calls, after one untimed call."""
     fn()                                    # compile / warm caches
-    times = []
+    times, faults = [], []
     for _ in range(repeats):
+        f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return times
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
+    return times, faults
 
 
 def stats(times: list[float]) -> dict[str, float]:
@@ -97,12 +106,51 @@ STREAMING = {
 }
 
 
+def batch_timings(x: np.ndarray, repeats: int) -> dict:
+    """Median / min ms (and page faults) of pandas and of ours over the five."""
+    x_dev = jax.device_put(jnp.asarray(x))
+    # A user computing several indicators can jit them together: one call, one transfer of the
+    # prices, one XLA program over the five public functions (reported apart).
+    five_jit = jax.jit(ours_five)
+    cases = {
+        "pandas": (lambda: pandas_five(x), 3),
+        "ours_numpy_input": (lambda: jax.block_until_ready(ours_five(x)), 3),
+        "ours_device_input": (lambda: jax.block_until_ready(ours_five(x_dev)), 1),
+        "ours_one_jit_over_the_five_numpy_input": (
+            lambda: jax.block_until_ready(five_jit(x)), 1),
+    }
+    times = {k: [] for k in cases}
+    faults = {k: [] for k in cases}
+    # Rounds of alternating blocks of back-to-back calls: each side is timed in its steady state
+    # (warm caches and allocator, as in a loop over many series), and a burst of load on a
+    # shared machine hits both sides alike.
+    for round_ in range(3):
+        for k, (fn, rounds) in cases.items():
+            if round_ < rounds:
+                t, f = timed(fn, repeats)
+                times[k] += t
+                faults[k] += f
+    return {k: {**stats(times[k]), "page_faults_median": float(np.median(faults[k]))}
+            for k in cases}
+
+
+def glibc_defaults_run(args) -> dict:
+    """The batch comparison again, in a child process with glibc's default malloc settings."""
+    env = dict(os.environ, BOT4JAX_MALLOC_TUNING="0")
+    out = subprocess.run([sys.executable, __file__, "--batch-only", "--n", str(args.n),
+                          "--repeats", str(args.repeats)],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="number of prices")
     ap.add_argument("--repeats", type=int, default=9, help="timed repeats (median reported)")
     ap.add_argument("--quick", action="store_true", help="10**5 prices, 5 repeats")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--batch-only", action="store_true",
+                    help="time the batch comparison only and print it as JSON (writes no file)")
     args = ap.parse_args()
     if args.quick:
         args.n, args.repeats = 100_000, 5
@@ -110,29 +158,20 @@ def main() -> None:
         ap.error("need --repeats >= 1 and --n >= 100")
 
     x = random_walk(args.n)
+    batch = batch_timings(x, args.repeats)
+    if args.batch_only:
+        print(json.dumps(batch))
+        return
+    defaults = glibc_defaults_run(args) if MALLOC_TUNED else None
     x_dev = jax.device_put(jnp.asarray(x))
-
-    t_pandas = timed(lambda: pandas_five(x), args.repeats)
-    t_numpy_in = timed(lambda: jax.block_until_ready(ours_five(x)), args.repeats)
-    t_device_in = timed(lambda: jax.block_until_ready(ours_five(x_dev)), args.repeats)
-    # A user computing several indicators can jit them together: one call, one transfer of the
-    # prices, one XLA program over the five public functions (reported apart from the above).
-    five_jit = jax.jit(ours_five)
-    t_jit_numpy_in = timed(lambda: jax.block_until_ready(five_jit(x)), args.repeats)
-    # Two more rounds, alternating blocks of back-to-back calls: each side is timed in its steady
-    # state (warm caches and allocator, as in a loop over many series), and a burst of load on a
-    # shared machine hits both sides alike.
-    for _ in range(2):
-        t_pandas += timed(lambda: pandas_five(x), args.repeats)
-        t_numpy_in += timed(lambda: jax.block_until_ready(ours_five(x)), args.repeats)
 
     per_function = {}
     s = pd.Series(x)
     for name, (ours_fn, pandas_fn) in PER_FUNCTION.items():
         row = {"ours_device_input": stats(timed(
-            lambda: jax.block_until_ready(ours_fn(x_dev)), 3 * args.repeats))}
+            lambda: jax.block_until_ready(ours_fn(x_dev)), 3 * args.repeats)[0])}
         if pandas_fn is not None:
-            row["pandas"] = stats(timed(lambda: pandas_fn(s), 3 * args.repeats))
+            row["pandas"] = stats(timed(lambda: pandas_fn(s), 3 * args.repeats)[0])
         per_function[name] = row
 
     ref = pandas_five(x)
@@ -169,9 +208,6 @@ def main() -> None:
         streaming[name] = {"ns_per_update_median": 1e9 * float(np.median(times)) / args.n,
                            "ns_per_update_min": 1e9 * float(np.min(times)) / args.n}
 
-    batch = {"pandas": stats(t_pandas), "ours_numpy_input": stats(t_numpy_in),
-             "ours_device_input": stats(t_device_in),
-             "ours_one_jit_over_the_five_numpy_input": stats(t_jit_numpy_in)}
     ratio = batch["pandas"]["median_ms"] / batch["ours_numpy_input"]["median_ms"]
     ratio_dev = batch["pandas"]["median_ms"] / batch["ours_device_input"]["median_ms"]
     # On a shared machine the fastest run of each side is the least disturbed one; report it too.
@@ -185,6 +221,8 @@ def main() -> None:
         "speedup_vs_pandas_median_device_input": ratio_dev,
         "speedup_vs_pandas_min": ratio_min,
         "speedup_vs_pandas_median_one_jit_over_the_five": ratio_jit,
+        "malloc_tuned": MALLOC_TUNED,
+        "glibc_default_malloc": defaults,
         "per_function": per_function,
         "accuracy_vs_pandas": accuracy,
         "bollinger_std_vs_exact_two_pass": exact_std,
@@ -195,14 +233,21 @@ def main() -> None:
                     "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "")},
     }
 
-    print(f"{args.n:,} prices, median of {len(t_pandas)} (pandas, ours from NumPy) / "
-          f"{len(t_device_in)} (ours from device) runs; load avg {os.getloadavg()[0]:.2f}")
+    print(f"{args.n:,} prices, median of {batch['pandas']['repeats']} (pandas, ours from NumPy) / "
+          f"{batch['ours_device_input']['repeats']} (ours from device) runs; "
+          f"load avg {os.getloadavg()[0]:.2f}; malloc tuned (bot4jax.jaxcfg): {MALLOC_TUNED}")
     print(f"{'batch, five indicators':40s} {'median ms':>10s} {'min ms':>10s}")
     for k, v in batch.items():
         print(f"{k:40s} {v['median_ms']:10.2f} {v['min_ms']:10.2f}")
     print(f"speedup vs pandas (median): {ratio:.1f}x from NumPy, {ratio_dev:.1f}x from device; "
           f"fastest runs: {ratio_min:.1f}x from NumPy; the five in one jax.jit: {ratio_jit:.1f}x "
           f"from NumPy")
+    if defaults is not None:
+        print(f"with glibc's default malloc settings (child process, BOT4JAX_MALLOC_TUNING=0): "
+              f"pandas {defaults['pandas']['median_ms']:.1f} ms, ours from NumPy "
+              f"{defaults['ours_numpy_input']['median_ms']:.1f} ms: "
+              f"{defaults['pandas']['median_ms'] / defaults['ours_numpy_input']['median_ms']:.1f}x, "
+              f"page faults per round {defaults['ours_numpy_input']['page_faults_median']:.0f}")
     print(f"\n{'one function':14s} {'ours ms (median/min)':>22s} {'pandas ms (median/min)':>24s}")
     for k, v in per_function.items():
         o, p = v["ours_device_input"], v.get("pandas")

@@ -290,11 +290,11 @@ def rsi(x, period: int = 14) -> jax.Array:
         loss = _recurrence(loss, 1.0 - alpha, alpha, loss[..., 0])
         total = gain + loss
         # gain/total is exactly 1 when loss == 0 (and 0 when gain == 0), so those cases are exact.
-        return (jnp.where(total == 0.0, 50.0,
-                          100.0 * (gain / jnp.where(total == 0.0, 1.0, total))),)
+        return (_warmup(jnp.where(total == 0.0, 50.0,
+                                  100.0 * (gain / jnp.where(total == 0.0, 1.0, total))), period),)
 
     (value,) = _nan_from_first(averages, x)
-    return _warmup(value, period)
+    return value
 
 
 @partial(jax.jit, static_argnames=("fast", "slow", "signal"))
@@ -325,12 +325,11 @@ def macd(x, fast: int = 12, slow: int = 26, signal: int = 9):
         # Before t0 the signal recursion is fed macd[t0] (a fixed point of the recursion), so it
         # starts at macd[t0] there.
         seeded = jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line)
-        return line, _recurrence(seeded, 1.0 - alpha, alpha, line[..., t0])
+        sig = _warmup(_recurrence(seeded, 1.0 - alpha, alpha, line[..., t0]), t0 + signal - 1)
+        line = _warmup(line, t0)
+        return line, sig, line - sig
 
-    line, sig = _nan_from_first(lines, x)
-    line = _warmup(line, t0)
-    sig = _warmup(sig, t0 + signal - 1)
-    return line, sig, line - sig
+    return _nan_from_first(lines, x)
 
 
 @partial(jax.jit, static_argnames=("window",))
