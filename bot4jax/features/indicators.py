@@ -30,7 +30,8 @@ How it is computed (CPU speed and float64 accuracy at once):
   whole series is slower too and multiplies long chains of d; measured at 10**6 samples). A NaN
   would spread through its block inside the matmul, so series holding one take a separate branch
   (`lax.cond`): the recursion runs on the series with NaN replaced by 0 and the outputs are NaN
-  from the first NaN on; clean series pay only one `isnan` reduction for this.
+  from the first NaN on; clean series pay only one sum over the prices for this. MACD's two
+  EMAs share one matmul (their difference is linear in the prices).
 - Rolling sums are formed per window from at most `window` terms, never as differences of running
   sums along the series (cumulative sums of x and x**2 lose ~4e-6 on the mean and ~6e-3 on the
   Bollinger bands of a random walk near 30,000 over 10**6 samples). The variance is summed around
@@ -71,7 +72,7 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
 
 def _warmup(y: jax.Array, count: int) -> jax.Array:
     """NaN at the first `count` positions of the last axis."""
-    return jnp.where(jnp.arange(y.shape[-1]) < count, jnp.nan, y)
+    return y.at[..., :count].set(jnp.nan)
 
 
 def _decay_matrix(d: float, gain: float, b: int) -> np.ndarray:
@@ -98,15 +99,20 @@ def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> ja
     lead = u.shape[:-1]
     U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
     L = _decay_matrix(d, gain, b)
-    ends = U @ L[-1]                   # block-local final states (zero incoming state)
-    if nb == 1:
-        prev = y0[..., None]
-    else:
-        state = _linear_recurrence(ends, d**b, 1.0, y0)          # state at the end of each block
-        prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
+    prev = _entry_states(U @ L[-1], d, b, y0)
     # The incoming state enters as an extra input at the block's first sample: y = d*prev + gain*u0.
     U2 = U + jnp.where(jnp.arange(b) == 0, (d / gain) * prev[..., None], 0.0)
     return (U2 @ L.T).reshape(*lead, nb * b)[..., :n]
+
+
+def _entry_states(ends: jax.Array, d: float, b: int, y0: jax.Array) -> jax.Array:
+    """The state entering each block (..., nb), from the blocks' local final states `ends`
+    (zero incoming state) of y[t] = d*y[t-1] + gain*u[t] in blocks of b, y[-1] = y0: the same
+    recursion one level up."""
+    if ends.shape[-1] == 1:
+        return y0[..., None]
+    state = _linear_recurrence(ends, d**b, 1.0, y0)            # state at the end of each block
+    return jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
 
 
 def _recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
@@ -126,11 +132,7 @@ def _recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array
     lead = u.shape[:-1]
     U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
     L = _decay_matrix(d, gain, b)
-    if nb == 1:
-        prev = y0[..., None]
-    else:
-        state = _linear_recurrence(U @ L[-1], d**b, 1.0, y0)    # state at the end of each block
-        prev = jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
+    prev = _entry_states(U @ L[-1], d, b, y0)
     lift = np.power(d, np.arange(1, b + 1, dtype=np.float64))   # d**(j+1), j = 0..b-1
     return (U @ L.T + lift * prev[..., None]).reshape(*lead, nb * b)[..., :n]
 
@@ -143,20 +145,36 @@ def _nan_from_first(fn, x: jax.Array):
     0 and every output is NaN from the row's first NaN on — what the sequential recursion gives,
     since a NaN input poisons every later state and no earlier one. `lax.cond` runs one branch.
     """
-    bad = jnp.isnan(x)
-
     def masked(x):
+        bad = jnp.isnan(x)
         idx = jnp.arange(x.shape[-1])
         first = jnp.min(jnp.where(bad, idx, x.shape[-1]), axis=-1, keepdims=True)
         return tuple(jnp.where(idx >= first, jnp.nan, y) for y in fn(jnp.where(bad, 0.0, x)))
 
-    return jax.lax.cond(jnp.any(bad), masked, fn, x)
+    # A sum is NaN when any term is (finite prices do not overflow it): one pass, no mask.
+    return jax.lax.cond(jnp.isnan(jnp.sum(x)), masked, fn, x)
 
 
-def _ema_line(x: jax.Array, span: int) -> jax.Array:
-    """Adjust=False EMA seeded at x[..., 0], no warm-up mask."""
-    alpha = 2.0 / (span + 1.0)
-    return _recurrence(x, 1.0 - alpha, alpha, x[..., 0])
+def _ema_difference(x: jax.Array, fast: int, slow: int) -> jax.Array:
+    """EMA_fast(x) - EMA_slow(x), adjust=False, both seeded at x[..., 0], no warm-up mask.
+
+    The difference is linear in the prices, so one matmul with the difference of the two block
+    matrices gives its block-local part, and the two entry states add afterwards (as in
+    `_recurrence`, fused into the caller's next step)."""
+    n = x.shape[-1]
+    b = max(1, min(_BLOCK, n))
+    nb = -(-n // b)
+    lead = x.shape[:-1]
+    X = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    (a_f, a_s) = (2.0 / (fast + 1.0), 2.0 / (slow + 1.0))
+    L_f, L_s = _decay_matrix(1.0 - a_f, a_f, b), _decay_matrix(1.0 - a_s, a_s, b)
+    ends = X @ np.stack([L_f[-1], L_s[-1]], axis=-1)          # both from one pass
+    y = X @ (L_f - L_s).T
+    for col, d in ((0, 1.0 - a_f), (1, 1.0 - a_s)):
+        share = np.power(d, np.arange(1, b + 1, dtype=np.float64)) * _entry_states(
+            ends[..., col], d, b, x[..., 0])[..., None]
+        y = y + share if col == 0 else y - share
+    return y.reshape(*lead, nb * b)[..., :n]
 
 
 def _direct_window_sums(x: jax.Array, window: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -280,7 +298,7 @@ def rsi(x, period: int = 14) -> jax.Array:
     def averages(v):
         # delta[t] = v[t] - v[t-1]; index 0 repeats the first change so the recursion seeded at it
         # reproduces avg[1] = value[1] (index 0 itself is warm-up).
-        v_prev = jnp.concatenate([v[..., :1], v[..., :-1]], axis=-1)
+        v_prev = jnp.pad(v[..., :-1], [(0, 0)] * (v.ndim - 1) + [(1, 0)])
         delta = jnp.where(jnp.arange(n) == 0, v[..., 1:2] - v[..., :1], v - v_prev)
         gain = jnp.maximum(delta, 0.0)
         loss = jnp.maximum(-delta, 0.0)
@@ -321,7 +339,7 @@ def macd(x, fast: int = 12, slow: int = 26, signal: int = 9):
     alpha = 2.0 / (signal + 1.0)
 
     def lines(v):
-        line = _ema_line(v, fast) - _ema_line(v, slow)
+        line = _ema_difference(v, fast, slow)
         # Before t0 the signal recursion is fed macd[t0] (a fixed point of the recursion), so it
         # starts at macd[t0] there.
         seeded = jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line)
