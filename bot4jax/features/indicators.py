@@ -37,9 +37,11 @@ How it is computed (CPU speed and float64 accuracy at once):
   Bollinger bands of a random walk near 30,000 over 10**6 samples). The variance is summed around
   a price c inside the window, so the cancellation in E[(x-c)^2] - E[x-c]^2 is bounded by the
   window length rather than by the price level, and a flat window gives exactly 0. Short windows
-  are summed directly around their last price (one fused pass); long ones in chunks of `window`
-  samples, as a prefix of the window's chunk plus a suffix of the chunk before, both around the
-  first price of the window's chunk (O(1) per sample; the streaming kernels use the same split).
+  are summed directly, only where they are complete (slices of x, no padded copy; the warm-up is
+  the result's NaN padding): their plain sums from partial sums of 4 prices, their deviations
+  around their last price. Long ones in chunks of `window` samples, as a prefix of the window's
+  chunk plus a suffix of the chunk before, both around the first price of the window's chunk
+  (O(1) per sample; the streaming kernels use the same split).
 """
 from __future__ import annotations
 
@@ -52,11 +54,12 @@ from bot4jax.jaxcfg import jax, jnp
 _BLOCK = 8    # block length of the blocked recursion, at every level (measured: 8 ~ 16 < 4, 32, 64)
 # Rolling windows up to these lengths are summed directly (O(window) per sample, one fused pass);
 # longer ones in chunks (O(1) per sample but ~4 passes and more memory). Crossovers measured on CPU
-# at 10**6 samples: SMA as shifted slices is faster than `reduce_window` up to w ~ 100 (0.6 against
-# 1.4 ms at w = 5), whose compile time and speed then degrade (80 ms at w = 256).
+# at 10**6 samples: SMA from slices is faster than `reduce_window` over the whole window up to
+# w ~ 100 (0.6 against 1.4 ms at w = 5), which then degrades (80 ms at w = 256).
 _SMA_SLICES_MAX = 64
 _SMA_DIRECT_MAX = 256
 _BOLLINGER_DIRECT_MAX = 64
+_PARTIAL_SUM = 4    # direct window sums of w >= 8 add up partial sums of this many prices
 
 
 def _series(x) -> jax.Array:
@@ -185,22 +188,30 @@ def _ema_difference(x: jax.Array, fast: int, slow: int) -> jax.Array:
     return y.reshape(*lead, nb * b)[..., :n]
 
 
-def _direct_window_sums(x: jax.Array, window: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Window sums around the window's last price, one window at a time: O(window) per sample.
+def _complete_window_sums(x: jax.Array, window: int) -> jax.Array:
+    """Sum of x over each complete window, (..., n - window + 1): entry t ends at x[..., t+w-1].
 
-    Returns (c, s1, s2) with c = x, s1[t] = sum_{i<w} (x[t-i] - c[t]), s2[t] the same squared.
-    Positions before 0 read as 0 (those outputs are warm-up). For short windows this is one fused
-    pass over the data.
+    Each window adds its own w prices, never differences of running sums. Windows of 8 or more
+    are added up from partial sums of 4 prices (one `reduce_window` pass, which XLA keeps as its
+    own array rather than recomputing it in every consumer) plus the remaining < 4 prices: about
+    w/4 + 6 additions per window instead of w - 1.
     """
     n = x.shape[-1]
-    xp = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)])
-    s1 = jnp.zeros_like(x)
-    s2 = jnp.zeros_like(x)
-    for i in range(1, window):                      # i = 0 adds exactly 0
-        y = xp[..., window - 1 - i:window - 1 - i + n] - x
-        s1 = s1 + y
-        s2 = s2 + y * y
-    return x, s1, s2
+    m = n - window + 1
+    q = _PARTIAL_SUM if window >= 2 * _PARTIAL_SUM else 1
+    if q > 1:
+        dims = (1,) * (x.ndim - 1) + (q,)
+        parts = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, (1,) * x.ndim, "VALID")
+    else:
+        parts = x
+    full = window // q
+    # parts[..., e - q + 1] sums the q prices ending at e; window t ends at e = t + w - 1.
+    total = parts[..., window - q:window - q + m]
+    for j in range(1, full):
+        total = total + parts[..., window - q - j * q:window - q - j * q + m]
+    for i in range(full * q, window):
+        total = total + x[..., window - 1 - i:window - 1 - i + m]
+    return total
 
 
 def _chunked_window_sums(x: jax.Array, window: int, squares: bool = True):
@@ -246,9 +257,9 @@ def sma(x, window: int) -> jax.Array:
     """Simple moving average: mean of the last `window` prices.
 
     sma[t] = (1/w) * sum_{i=0}^{w-1} x[t-i];  NaN for t < w-1 (pandas `rolling(w).mean()`).
-    Every window is summed from its own <= w terms (directly for w <= 256: as sums of shifted
-    slices up to w = 64, by `reduce_window` above; in chunks for longer windows, see the module
-    docstring), so no error accumulates along the series. Cost O(min(w, 256)) per sample.
+    Every window is summed from its own <= w terms (directly for w <= 256: up to w = 64 from
+    partial sums of 4 prices, then by `reduce_window`; in chunks for longer windows, see the
+    module docstring), so no error accumulates along the series. Cost O(min(w, 256)) per sample.
     Shapes: (n,) -> (n,), (m, n) -> (m, n).
     """
     window = _check_int("window", window)
@@ -257,13 +268,9 @@ def sma(x, window: int) -> jax.Array:
     if window > n:
         return jnp.full_like(x, jnp.nan)
     if window <= _SMA_SLICES_MAX:
-        # Only the complete windows are summed, from slices of x (no padded copy), and the warm-up
-        # is the result's NaN padding: one pass.
-        m = n - window + 1
-        total = x[..., window - 1:]
-        for i in range(1, window):
-            total = total + x[..., window - 1 - i:window - 1 - i + m]
-        return _nan_before(total / window, window - 1)
+        # Only the complete windows are summed (no padded copy of x); the warm-up is the result's
+        # NaN padding.
+        return _nan_before(_complete_window_sums(x, window) / window, window - 1)
     if window <= _SMA_DIRECT_MAX:
         dims = (1,) * (x.ndim - 1) + (window,)
         pad = [(0, 0)] * (x.ndim - 1) + [(window - 1, 0)]
@@ -374,16 +381,34 @@ def bollinger(x, window: int = 20, k=2.0):
     middle = rolling mean over `window`; upper/lower = middle +/- k * sd, where sd is the rolling
     population standard deviation (ddof=0, as Bollinger defines it):
     sd[t]**2 = (1/w) sum_{i<w} (x[t-i] - middle[t])**2.  NaN for t < window-1.
-    pandas: `rolling(w).mean()` +/- k * `rolling(w).std(ddof=0)`. Each window is summed around a
-    price inside it (see the module docstring): relative error of sd ~ window * 1e-16, exactly 0 on
-    flat windows, no drift along the series. Cost O(min(window, 64)) per sample.
+    pandas: `rolling(w).mean()` +/- k * `rolling(w).std(ddof=0)`. The variance of each window is
+    summed around a price inside it (see the module docstring): relative error of sd ~ window *
+    1e-16, exactly 0 on flat windows, no drift along the series; the middle is the window's plain
+    sum over w, as `sma`. Cost O(min(window, 64)) per sample.
     """
     window = _check_int("window", window)
     x = _series(x)
+    n = x.shape[-1]
+    if window > n:
+        nan = jnp.full_like(x, jnp.nan)
+        return nan, nan, nan
     if window <= _BOLLINGER_DIRECT_MAX:
-        shift, s1, s2 = _direct_window_sums(x, window)
-    else:
-        shift, s1, s2 = _chunked_window_sums(x, window)
+        # Complete windows only (no padded copy of x). The variance is summed around the window's
+        # last price c: sum (x - c) and sum (x - c)**2, so a flat window gives exactly 0. The
+        # middle comes from plain window sums, as the SMA does.
+        m = n - window + 1
+        mean = _complete_window_sums(x, window) / window
+        last = x[..., window - 1:]
+        devs = jnp.zeros_like(last)
+        squares = jnp.zeros_like(last)
+        for i in range(1, window):
+            dev = x[..., window - 1 - i:window - 1 - i + m] - last
+            devs = devs + dev
+            squares = squares + dev * dev
+        offset = devs / window
+        half = k * jnp.sqrt(jnp.maximum(squares / window - offset * offset, 0.0))
+        return tuple(_nan_before(y, window - 1) for y in (mean, mean + half, mean - half))
+    shift, s1, s2 = _chunked_window_sums(x, window)
     mean_dev = s1 / window                                   # middle - shift
     var = jnp.maximum(s2 / window - mean_dev * mean_dev, 0.0)
     middle = _warmup(shift + mean_dev, window - 1)
