@@ -2,6 +2,7 @@
 
     .venv/bin/python experiments/ab_indicators.py 91fa03d HEAD            # the five in sequence
     .venv/bin/python experiments/ab_indicators.py 91fa03d HEAD --per-function
+    .venv/bin/python experiments/ab_indicators.py HEAD WORKTREE     # uncommitted changes
 
 Each revision's `bot4jax/features/indicators.py` is loaded as its own module (the rest of the
 package is the working tree's). Calls alternate A, B, B, A, ... so a change in the machine's state
@@ -27,14 +28,20 @@ from bench_indicators import random_walk  # noqa: E402
 from bot4jax.jaxcfg import jax  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+INDICATORS = "bot4jax/features/indicators.py"
+WORKTREE = "WORKTREE"
 CALLS = {"sma": lambda m, x: m.sma(x, 20), "ema": lambda m, x: m.ema(x, 20),
          "rsi": lambda m, x: m.rsi(x, 14), "macd": lambda m, x: m.macd(x, 12, 26, 9),
          "bollinger": lambda m, x: m.bollinger(x, 20, 2.0)}
 
 
 def load_revision(rev: str, folder: Path):
-    source = subprocess.run(["git", "show", f"{rev}:bot4jax/features/indicators.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
+    """The module at git revision `rev`, or the working tree's for WORKTREE."""
+    if rev == WORKTREE:
+        source = (ROOT / INDICATORS).read_text()
+    else:
+        source = subprocess.run(["git", "show", f"{rev}:{INDICATORS}"], cwd=ROOT, check=True,
+                                capture_output=True, text=True).stdout
     path = folder / f"indicators_{len(list(folder.iterdir()))}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -64,7 +71,8 @@ def report(label: str, revs: list[str], times: list[np.ndarray]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("revs", nargs=2, help="two git revisions, e.g. 91fa03d HEAD")
+    ap.add_argument("revs", nargs=2, help="two git revisions, e.g. 91fa03d HEAD, or WORKTREE for the "
+                    "uncommitted file")
     ap.add_argument("--rounds", type=int, default=200, help="calls per revision (default 200)")
     ap.add_argument("--per-function", action="store_true", help="each indicator apart too")
     args = ap.parse_args()
