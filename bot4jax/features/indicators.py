@@ -124,8 +124,12 @@ def _entry_states(ends: jax.Array, d: float, b: int, y0: jax.Array) -> jax.Array
     recursion one level up."""
     if ends.shape[-1] == 1:
         return y0[..., None]
-    state = _linear_recurrence(ends, d**b, 1.0, y0)            # state at the end of each block
-    return jnp.concatenate([y0[..., None], state[..., :-1]], axis=-1)
+    # The state entering block k is the one leaving block k-1: the recursion one level up, run
+    # over (y0, ends[0], ..., ends[-2]) from a zero state, yields the entering states directly.
+    # (Shifting its result instead puts a concatenation, a branch per element that keeps LLVM
+    # from vectorising, into every full-length loop that reads the states.)
+    shifted = jnp.concatenate([y0[..., None], ends[..., :-1]], axis=-1)
+    return _linear_recurrence(shifted, d**b, 1.0, jnp.zeros_like(y0))
 
 
 def _recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
