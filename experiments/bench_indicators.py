@@ -1,20 +1,25 @@
 """Benchmark: the five indicators, batch (JAX) against pandas, and the streaming kernels (Numba).
 
-    .venv/bin/python experiments/bench_indicators.py            # 10**6 prices, 9 repeats
-    .venv/bin/python experiments/bench_indicators.py --quick    # 10**5 prices, 5 repeats
+    .venv/bin/python experiments/bench_indicators.py            # 10**6 prices, 9 rounds of 3
+    .venv/bin/python experiments/bench_indicators.py --quick    # 10**5 prices, 5 rounds of 3
 
 Prices: a seeded geometric random walk around 30,000 (daily-ish volatility of BTC per step).
-Batch: median wall time of the five indicators (SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger
-20/2) over the whole series, pandas vs ours (compiled first, `block_until_ready`), in the same run;
-ours is timed from a NumPy input (as pandas gets) and from a JAX array already on the device,
-each public function called once. The NumPy input is 64-byte aligned, as every bot4jax.data column
-is, so JAX reads it in place; the same prices 16 bytes off that boundary (JAX then copies them on
-every call, as it would an arbitrary NumPy allocation) are timed too. Reported apart, with the five public functions inside one
-`jax.jit` (as a user computing several indicators would write it). Per function: each one alone,
-from the device, beside the pandas expression where there is a single one. Page faults per round
-are counted, and the batch comparison is repeated in a child process with glibc's default malloc
-settings (BOT4JAX_MALLOC_TUNING=0; see `bot4jax.jaxcfg` for what importing it changes).
-Accuracy: max |ours - pandas| per output. Streaming: ns per price of each `<name>_run_nb` replay.
+Batch: wall time of the five indicators (SMA 20, EMA 20, RSI 14, MACD 12/26/9, Bollinger 20/2)
+over the whole series, pandas vs ours (compiled first, `block_until_ready`), in the same run.
+Ours is timed with each public function called once: from a NumPy input (as pandas gets), 64-byte
+aligned as every bot4jax.data column is, so JAX reads it in place; from the same prices 16 bytes
+off that boundary (JAX then copies them on every call, as it would an arbitrary NumPy
+allocation); from a JAX array already on the device; and with the five inside one `jax.jit` (as a
+user computing several indicators would write it, and as bot4jax.features.bars does).
+The cases take turns in rounds, each case `--repeats` calls back to back after one untimed call
+(so each is timed in its steady state). Reported: the medians over all rounds and their ratio,
+and the median over rounds of each round's own ratio pandas / ours (a shared machine's load
+drifts over seconds; a ratio of times taken within the same second is the steadier figure).
+Page faults per round are counted, and the batch comparison is repeated in a child process with
+glibc's default malloc settings (BOT4JAX_MALLOC_TUNING=0; see `bot4jax.jaxcfg` for what importing
+it changes). Per function: each one alone, from the device, beside the pandas expression where
+there is a single one. Accuracy: max |ours - pandas| per output. Streaming: ns per price of each
+`<name>_run_nb` replay.
 Writes experiments/runs/benchmarks/indicators.json (pandas is a dev dependency: benchmark only).
 """
 from __future__ import annotations
@@ -120,41 +125,46 @@ STREAMING = {
 }
 
 
-def batch_timings(x: np.ndarray, repeats: int) -> dict:
-    """Median / min ms (and page faults) of pandas and of ours over the five."""
+def batch_timings(x: np.ndarray, rounds: int, repeats: int) -> dict:
+    """Median / min ms (and page faults) of pandas and of ours over the five, and per-round
+    ratios pandas / ours."""
     x_dev = jax.device_put(jnp.asarray(x))
     # A user computing several indicators can jit them together: one call, one transfer of the
     # prices, one XLA program over the five public functions (reported apart).
     five_jit = jax.jit(ours_five)
     x_off = unaligned_copy(x)
     cases = {
-        "pandas": (lambda: pandas_five(x), 3),
-        "ours_numpy_input": (lambda: jax.block_until_ready(ours_five(x)), 3),
-        "ours_unaligned_numpy_input": (lambda: jax.block_until_ready(ours_five(x_off)), 1),
-        "ours_device_input": (lambda: jax.block_until_ready(ours_five(x_dev)), 1),
-        "ours_one_jit_over_the_five_numpy_input": (
-            lambda: jax.block_until_ready(five_jit(x)), 1),
+        "pandas": lambda: pandas_five(x),
+        "ours_numpy_input": lambda: jax.block_until_ready(ours_five(x)),
+        "ours_unaligned_numpy_input": lambda: jax.block_until_ready(ours_five(x_off)),
+        "ours_device_input": lambda: jax.block_until_ready(ours_five(x_dev)),
+        "ours_one_jit_over_the_five_numpy_input": lambda: jax.block_until_ready(five_jit(x)),
     }
     times = {k: [] for k in cases}
     faults = {k: [] for k in cases}
-    # Rounds of alternating blocks of back-to-back calls: each side is timed in its steady state
-    # (warm caches and allocator, as in a loop over many series), and a burst of load on a
-    # shared machine hits both sides alike.
-    for round_ in range(3):
-        for k, (fn, rounds) in cases.items():
-            if round_ < rounds:
-                t, f = timed(fn, repeats)
-                times[k] += t
-                faults[k] += f
-    return {k: {**stats(times[k]), "page_faults_median": float(np.median(faults[k]))}
-            for k in cases}
+    ratios = {k: [] for k in cases if k != "pandas"}
+    for _ in range(rounds):
+        block = {}
+        for k, fn in cases.items():
+            t, f = timed(fn, repeats)
+            times[k] += t
+            faults[k] += f
+            block[k] = np.median(t)
+        for k in ratios:
+            ratios[k].append(float(block["pandas"] / block[k]))
+    out = {k: {**stats(times[k]), "page_faults_median": float(np.median(faults[k]))}
+           for k in cases}
+    for k, r in ratios.items():
+        out[k]["speedup_per_round"] = r
+        out[k]["speedup_median_of_rounds"] = float(np.median(r))
+    return out
 
 
 def glibc_defaults_run(args) -> dict:
     """The batch comparison again, in a child process with glibc's default malloc settings."""
     env = dict(os.environ, BOT4JAX_MALLOC_TUNING="0")
     out = subprocess.run([sys.executable, __file__, "--batch-only", "--n", str(args.n),
-                          "--repeats", str(args.repeats)],
+                          "--rounds", str(args.rounds), "--repeats", str(args.repeats)],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -162,19 +172,24 @@ def glibc_defaults_run(args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="number of prices")
-    ap.add_argument("--repeats", type=int, default=9, help="timed repeats (median reported)")
-    ap.add_argument("--quick", action="store_true", help="10**5 prices, 5 repeats")
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="rounds in which the batch cases take turns (default 9)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed calls of each case per round (default 3); per function and "
+                         "streaming: rounds x repeats calls")
+    ap.add_argument("--quick", action="store_true", help="10**5 prices, 5 rounds")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--batch-only", action="store_true",
                     help="time the batch comparison only and print it as JSON (writes no file)")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.repeats = 100_000, 5
-    if args.repeats < 1 or args.n < 100:
-        ap.error("need --repeats >= 1 and --n >= 100")
+        args.n, args.rounds = 100_000, 5
+    if args.rounds < 1 or args.repeats < 1 or args.n < 100:
+        ap.error("need --rounds >= 1, --repeats >= 1 and --n >= 100")
+    calls = args.rounds * args.repeats
 
     x = random_walk(args.n)
-    batch = batch_timings(x, args.repeats)
+    batch = batch_timings(x, args.rounds, args.repeats)
     if args.batch_only:
         print(json.dumps(batch))
         return
@@ -185,9 +200,9 @@ def main() -> None:
     s = pd.Series(x)
     for name, (ours_fn, pandas_fn) in PER_FUNCTION.items():
         row = {"ours_device_input": stats(timed(
-            lambda: jax.block_until_ready(ours_fn(x_dev)), 3 * args.repeats)[0])}
+            lambda: jax.block_until_ready(ours_fn(x_dev)), calls)[0])}
         if pandas_fn is not None:
-            row["pandas"] = stats(timed(lambda: pandas_fn(s), 3 * args.repeats)[0])
+            row["pandas"] = stats(timed(lambda: pandas_fn(s), calls)[0])
         per_function[name] = row
 
     ref = pandas_five(x)
@@ -216,7 +231,7 @@ def main() -> None:
     for name, (init, run) in STREAMING.items():
         run(init(), x[:1000])                  # compile (cached on disk after the first run)
         times = []
-        for _ in range(args.repeats):
+        for _ in range(calls):
             state = init()
             t = time.perf_counter()
             run(state, x)
@@ -224,21 +239,19 @@ def main() -> None:
         streaming[name] = {"ns_per_update_median": 1e9 * float(np.median(times)) / args.n,
                            "ns_per_update_min": 1e9 * float(np.min(times)) / args.n}
 
-    ratio = batch["pandas"]["median_ms"] / batch["ours_numpy_input"]["median_ms"]
-    ratio_off = batch["pandas"]["median_ms"] / batch["ours_unaligned_numpy_input"]["median_ms"]
-    ratio_dev = batch["pandas"]["median_ms"] / batch["ours_device_input"]["median_ms"]
-    # On a shared machine the fastest run of each side is the least disturbed one; report it too.
-    ratio_min = batch["pandas"]["min_ms"] / batch["ours_numpy_input"]["min_ms"]
-    ratio_jit = (batch["pandas"]["median_ms"]
-                 / batch["ours_one_jit_over_the_five_numpy_input"]["median_ms"])
+    for k, v in batch.items():
+        if k != "pandas":
+            v["speedup_of_medians"] = batch["pandas"]["median_ms"] / v["median_ms"]
+    ours = batch["ours_numpy_input"]
     result = {
         "n_prices": args.n,
+        "rounds": args.rounds,
+        "repeats_per_round": args.repeats,
         "batch": batch,
-        "speedup_vs_pandas_median": ratio,
-        "speedup_vs_pandas_median_unaligned_numpy_input": ratio_off,
-        "speedup_vs_pandas_median_device_input": ratio_dev,
-        "speedup_vs_pandas_min": ratio_min,
-        "speedup_vs_pandas_median_one_jit_over_the_five": ratio_jit,
+        "speedup_vs_pandas_median": ours["speedup_of_medians"],
+        "speedup_vs_pandas_median_of_rounds": ours["speedup_median_of_rounds"],
+        # On a shared machine the fastest run of each side is the least disturbed one.
+        "speedup_vs_pandas_min": batch["pandas"]["min_ms"] / ours["min_ms"],
         "malloc_tuned": MALLOC_TUNED,
         "glibc_default_malloc": defaults,
         "per_function": per_function,
@@ -251,16 +264,17 @@ def main() -> None:
                     "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "")},
     }
 
-    print(f"{args.n:,} prices, median of {batch['pandas']['repeats']} (pandas, ours from NumPy) / "
-          f"{batch['ours_device_input']['repeats']} (ours from device) runs; "
-          f"load avg {os.getloadavg()[0]:.2f}; malloc tuned (bot4jax.jaxcfg): {MALLOC_TUNED}")
-    print(f"{'batch, five indicators':40s} {'median ms':>10s} {'min ms':>10s}")
+    print(f"{args.n:,} prices; {args.rounds} rounds of {args.repeats} calls per case; load avg "
+          f"{os.getloadavg()[0]:.2f}; malloc tuned (bot4jax.jaxcfg): {MALLOC_TUNED}")
+    print(f"{'batch, five indicators':40s} {'median ms':>10s} {'min ms':>8s} "
+          f"{'speedup':>8s} {'per round':>10s}")
     for k, v in batch.items():
-        print(f"{k:40s} {v['median_ms']:10.2f} {v['min_ms']:10.2f}")
-    print(f"speedup vs pandas (median): {ratio:.1f}x from NumPy (64-byte aligned, as bot4jax.data "
-          f"holds prices), {ratio_off:.1f}x from an unaligned NumPy array (copied on each call), "
-          f"{ratio_dev:.1f}x from device;\nfastest runs: {ratio_min:.1f}x from NumPy; the five in "
-          f"one jax.jit: {ratio_jit:.1f}x from NumPy")
+        speedups = (f"{v['speedup_of_medians']:7.1f}x {v['speedup_median_of_rounds']:9.1f}x"
+                    if k != "pandas" else "")
+        print(f"{k:40s} {v['median_ms']:10.2f} {v['min_ms']:8.2f} {speedups}")
+    print("speedup: pandas' median / ours; per round: median over rounds of pandas / ours within "
+          "the round.\nNumPy input is 64-byte aligned, as bot4jax.data holds prices (JAX reads it "
+          "in place); the unaligned copy is copied by JAX on each call.")
     if defaults is not None:
         print(f"with glibc's default malloc settings (child process, BOT4JAX_MALLOC_TUNING=0): "
               f"pandas {defaults['pandas']['median_ms']:.1f} ms, ours from NumPy "
