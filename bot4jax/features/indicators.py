@@ -157,19 +157,25 @@ def _recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array
 def _nan_from_first(fn, x: jax.Array):
     """fn(x) for a recursive indicator, NaN from each row's first NaN price on.
 
-    fn maps prices (..., n) to a tuple of arrays shaped like x. Clean input (the normal case: the
-    data layer rejects NaN) runs fn directly; otherwise fn runs on the prices with NaN replaced by
-    0 and every output is NaN from the row's first NaN on — what the sequential recursion gives,
-    since a NaN input poisons every later state and no earlier one. `lax.cond` runs one branch.
+    fn maps prices (..., n) to (outputs, probe): a tuple of arrays shaped like x, and the states
+    of one of its blocked recursions (..., n). fn always runs on x; when a row held a NaN (rare:
+    the data layer rejects NaN), fn runs again on the prices with NaN replaced by 0 and every
+    output is NaN from the row's first NaN on — what the sequential recursion gives, since a NaN
+    input poisons every later state and no earlier one. The blocked recursion spreads a NaN to
+    its whole block and every later one, so a row held a NaN iff its probe ends in NaN (finite
+    prices give finite states): that one value decides, instead of a pass over the prices
+    before fn. (The probe is a recursion's state rather than an output, because XLA would write
+    an output computed with a division out twice to read its last value.)
     """
     def masked(x):
         bad = jnp.isnan(x)
         idx = jnp.arange(x.shape[-1])
         first = jnp.min(jnp.where(bad, idx, x.shape[-1]), axis=-1, keepdims=True)
-        return tuple(jnp.where(idx >= first, jnp.nan, y) for y in fn(jnp.where(bad, 0.0, x)))
+        return tuple(jnp.where(idx >= first, jnp.nan, y) for y in fn(jnp.where(bad, 0.0, x))[0])
 
-    # A sum is NaN when any term is (finite prices do not overflow it): one pass, no mask.
-    return jax.lax.cond(jnp.isnan(jnp.sum(x)), masked, fn, x)
+    out, probe = fn(x)
+    return jax.lax.cond(jnp.any(jnp.isnan(probe[..., -1])), lambda args: masked(args[0]),
+                        lambda args: args[1], (x, out))
 
 
 def _ema_difference(x: jax.Array, fast: int, slow: int) -> jax.Array:
@@ -312,9 +318,12 @@ def ema(x, span: int) -> jax.Array:
     alpha = 2.0 / (span + 1.0)
     # The plain recursion here: with nothing to fuse its last step into, the deferred-state form
     # of `_recurrence` measured no faster.
-    (line,) = _nan_from_first(
-        lambda v: (_linear_recurrence(v, 1.0 - alpha, alpha, v[..., 0]),), x)
-    return _warmup(line, span - 1)
+    def line(v):
+        y = _linear_recurrence(v, 1.0 - alpha, alpha, v[..., 0])
+        return (y,), y
+
+    (y,) = _nan_from_first(line, x)
+    return _warmup(y, span - 1)
 
 
 @partial(jax.jit, static_argnames=("period",))
@@ -350,7 +359,7 @@ def rsi(x, period: int = 14) -> jax.Array:
         total = gain + loss
         # gain/total is exactly 1 when loss == 0 (and 0 when gain == 0), so those cases are exact.
         value = jnp.where(total == 0.0, 50.0, 100.0 * (gain / jnp.where(total == 0.0, 1.0, total)))
-        return (_nan_before(value[..., period - 1:], period),)
+        return (_nan_before(value[..., period - 1:], period),), gain
 
     (value,) = _nan_from_first(averages, x)
     return value
@@ -386,7 +395,7 @@ def macd(x, fast: int = 12, slow: int = 26, signal: int = 9):
         seeded = jnp.where(jnp.arange(n) < t0, line[..., t0:t0 + 1], line)
         sig = _warmup(_recurrence(seeded, 1.0 - alpha, alpha, line[..., t0]), t0 + signal - 1)
         line = _warmup(line, t0)
-        return line, sig, line - sig
+        return (line, sig, line - sig), seeded
 
     return _nan_from_first(lines, x)
 

@@ -313,6 +313,22 @@ def test_nan_semantics():
         np.testing.assert_array_equal(d[:i], c[:i])
 
 
+@pytest.mark.parametrize("i", [0, 7, 8, 101, N - 1])
+def test_recursive_nan_anywhere_in_a_batch(i):
+    """A NaN at a block's edge, the first or the last price of one row: that row is NaN from it
+    on and equal to the clean result before it; the other row is untouched."""
+    rows = np.stack([random_walk(21), random_walk(22)])
+    dirty = rows.copy()
+    dirty[1, i] = np.nan
+    for name, fn in [("ema", lambda v: [ema(v, 20)]), ("rsi", lambda v: [rsi(v, 14)]),
+                     ("macd", lambda v: macd(v, 12, 26, 9))]:
+        for d, c in zip(fn(dirty), fn(rows)):
+            d, c = np.asarray(d), np.asarray(c)
+            np.testing.assert_array_equal(d[0], c[0], err_msg=name)
+            np.testing.assert_array_equal(d[1, :i], c[1, :i], err_msg=name)
+            assert np.all(np.isnan(d[1, i:])), name
+
+
 def test_dtype_and_validation():
     ints = np.arange(1, N + 1)
     np.testing.assert_allclose(np.asarray(sma(ints, 20))[19:], np.arange(10.5, N - 9.0), rtol=1e-15)
