@@ -28,10 +28,10 @@ How it is computed (CPU speed and float64 accuracy at once):
   the 8th of a level's decay and no long sums appear, so the error stays at a few ulps however
   long the series (a sequential `lax.scan` is ~1.5-4x slower on CPU; an associative scan over the
   whole series is slower too and multiplies long chains of d; measured at 10**6 samples). A NaN
-  would spread through its block inside the matmul, so series holding one take a separate branch
-  (`lax.cond`): the recursion runs on the series with NaN replaced by 0 and the outputs are NaN
-  from the first NaN on; clean series pay only one sum over the prices for this. MACD's two
-  EMAs share one matmul (their difference is linear in the prices).
+  would spread through its block inside the matmul (and on to the last state), so when the last
+  state is NaN a second branch (`lax.cond`) runs the recursion on the series with NaN replaced
+  by 0 and makes the outputs NaN from the first NaN on; clean series pay nothing for this.
+  MACD's two EMAs share one matmul (their difference is linear in the prices).
 - Rolling sums are formed per window from at most `window` terms, never as differences of running
   sums along the series (cumulative sums of x and x**2 lose ~4e-6 on the mean and ~6e-3 on the
   Bollinger bands of a random walk near 30,000 over 10**6 samples). The variance is summed around
