@@ -95,6 +95,14 @@ def _decay_matrix(d: float, gain: float, b: int) -> np.ndarray:
     return np.where(lag >= 0, gain * np.power(d, np.maximum(lag, 0).astype(np.float64)), 0.0)
 
 
+def _blocks(u: jax.Array) -> jax.Array:
+    """u (..., n) cut into blocks of `_BLOCK` samples, (..., nb, b), zero-padded at the end."""
+    n = u.shape[-1]
+    b = max(1, min(_BLOCK, n))         # a short series is one block, not padded to a long one
+    nb = -(-n // b)
+    return jnp.pad(u, [(0, 0)] * (u.ndim - 1) + [(0, nb * b - n)]).reshape(*u.shape[:-1], nb, b)
+
+
 def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array:
     """y[..., t] = d * y[..., t-1] + gain * u[..., t] with y[..., -1] = y0, for NaN-free u.
 
@@ -106,16 +114,13 @@ def _linear_recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> ja
     route series holding a NaN through `_nan_from_first` instead of handling NaN here (that
     keeps the clean path free of NaN bookkeeping).
     """
-    n = u.shape[-1]
-    b = max(1, min(_BLOCK, n))         # a short series is one block, not padded to a long one
-    nb = -(-n // b)
-    lead = u.shape[:-1]
-    U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    U = _blocks(u)
+    *lead, nb, b = U.shape
     L = _decay_matrix(d, gain, b)
     prev = _entry_states(U @ L[-1], d, b, y0)
     # The incoming state enters as an extra input at the block's first sample: y = d*prev + gain*u0.
     U2 = U + jnp.where(jnp.arange(b) == 0, (d / gain) * prev[..., None], 0.0)
-    return (U2 @ L.T).reshape(*lead, nb * b)[..., :n]
+    return (U2 @ L.T).reshape(*lead, nb * b)[..., :u.shape[-1]]
 
 
 def _entry_states(ends: jax.Array, d: float, b: int, y0: jax.Array) -> jax.Array:
@@ -143,15 +148,12 @@ def _recurrence(u: jax.Array, d: float, gain: float, y0: jax.Array) -> jax.Array
     their results must be materialised, or XLA would fuse every level into this last pass.
     u: (..., n) float64 without NaN; y0: (...,). Returns (..., n).
     """
-    n = u.shape[-1]
-    b = max(1, min(_BLOCK, n))
-    nb = -(-n // b)
-    lead = u.shape[:-1]
-    U = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    U = _blocks(u)
+    *lead, nb, b = U.shape
     L = _decay_matrix(d, gain, b)
     prev = _entry_states(U @ L[-1], d, b, y0)
     lift = np.power(d, np.arange(1, b + 1, dtype=np.float64))   # d**(j+1), j = 0..b-1
-    return (U @ L.T + lift * prev[..., None]).reshape(*lead, nb * b)[..., :n]
+    return (U @ L.T + lift * prev[..., None]).reshape(*lead, nb * b)[..., :u.shape[-1]]
 
 
 def _nan_from_first(fn, x: jax.Array):
@@ -184,11 +186,8 @@ def _ema_difference(x: jax.Array, fast: int, slow: int) -> jax.Array:
     The difference is linear in the prices, so one matmul with the difference of the two block
     matrices gives its block-local part, and the two entry states add afterwards (as in
     `_recurrence`, fused into the caller's next step)."""
-    n = x.shape[-1]
-    b = max(1, min(_BLOCK, n))
-    nb = -(-n // b)
-    lead = x.shape[:-1]
-    X = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    X = _blocks(x)
+    *lead, nb, b = X.shape
     (a_f, a_s) = (2.0 / (fast + 1.0), 2.0 / (slow + 1.0))
     L_f, L_s = _decay_matrix(1.0 - a_f, a_f, b), _decay_matrix(1.0 - a_s, a_s, b)
     y = X @ (L_f - L_s).T
@@ -197,7 +196,7 @@ def _ema_difference(x: jax.Array, fast: int, slow: int) -> jax.Array:
         share = (sign * np.power(d, np.arange(1, b + 1, dtype=np.float64))
                  * _entry_states(X @ L[-1], d, b, x[..., 0])[..., None])
         y = y + share
-    return y.reshape(*lead, nb * b)[..., :n]
+    return y.reshape(*lead, nb * b)[..., :x.shape[-1]]
 
 
 def _complete_window_sums(x: jax.Array, window: int, partial_sums: bool) -> jax.Array:
